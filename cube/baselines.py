@@ -1,0 +1,114 @@
+"""Baselines, all with one interface: `fit(train, val) -> self`, `predict(x) -> y` (numpy float32).
+
+identity     y = x (only when the spaces have the same size)
+mean         y = the mean training target (a constant: high mean cosine, chance-level recall)
+ridge        closed-form ridge regression; lambda chosen on the validation split's MRR
+procrustes   orthogonal map between the centred spaces (same size only)
+linear, mlp  trained with the same trainer and loss as the cube (see `TrainedBaseline`)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from cube.config import TrainConfig
+from cube.metrics import retrieval_metrics
+from cube.models import build_model
+from cube.trainer import TrainResult, fit, predict
+
+Pairs = tuple[np.ndarray, np.ndarray]
+
+
+class Identity:
+    name = "identity"
+
+    def fit(self, train: Pairs, val: Pairs) -> "Identity":
+        if train[0].shape[1] != train[1].shape[1]:
+            raise ValueError("identity needs input and target of the same dimension")
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x, dtype=np.float32)
+
+
+class MeanTarget:
+    name = "mean"
+
+    def fit(self, train: Pairs, val: Pairs) -> "MeanTarget":
+        self.mean = train[1].astype(np.float64).mean(axis=0)
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.tile(self.mean.astype(np.float32), (len(x), 1))
+
+
+@dataclass
+class Ridge:
+    lambdas: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
+    name: str = "ridge"
+    chosen: dict[str, Any] = field(default_factory=dict)
+
+    def fit(self, train: Pairs, val: Pairs) -> "Ridge":
+        x, y = train[0].astype(np.float64), train[1].astype(np.float64)
+        self.mx, self.my = x.mean(0), y.mean(0)
+        xc, yc = x - self.mx, y - self.my
+        # One eigendecomposition of X^T X serves every lambda.
+        evals, evecs = np.linalg.eigh(xc.T @ xc)
+        xty = evecs.T @ (xc.T @ yc)
+        best = None
+        for lam in self.lambdas:
+            w = evecs @ (xty / (evals + lam)[:, None])
+            score = retrieval_metrics((val[0] - self.mx) @ w + self.my, val[1])["mrr"]
+            if best is None or score > best[0]:
+                best = (score, lam, w)
+        _, self.lam, self.w = best
+        self.chosen = {"lambda": self.lam, "val_mrr": best[0]}
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return ((np.asarray(x, np.float64) - self.mx) @ self.w + self.my).astype(np.float32)
+
+
+class Procrustes:
+    """Orthogonal W minimising ||(X - mx) W - (Y - my)||: W = U V^T from the SVD of Xc^T Yc."""
+
+    name = "procrustes"
+
+    def fit(self, train: Pairs, val: Pairs) -> "Procrustes":
+        x, y = train[0].astype(np.float64), train[1].astype(np.float64)
+        if x.shape[1] != y.shape[1]:
+            raise ValueError("procrustes needs input and target of the same dimension")
+        self.mx, self.my = x.mean(0), y.mean(0)
+        u, _, vt = np.linalg.svd((x - self.mx).T @ (y - self.my))
+        self.w = u @ vt
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return ((np.asarray(x, np.float64) - self.mx) @ self.w + self.my).astype(np.float32)
+
+
+@dataclass
+class TrainedBaseline:
+    """A linear or MLP map trained exactly like the cube (same trainer, loss, schedule, split)."""
+
+    arch: str
+    train_cfg: TrainConfig
+    model_config: dict[str, Any] = field(default_factory=dict)
+    name: str = ""
+    result: TrainResult | None = None
+
+    def __post_init__(self):
+        self.name = self.name or self.arch
+
+    def fit(self, train: Pairs, val: Pairs) -> "TrainedBaseline":
+        torch.manual_seed(self.train_cfg.seed)
+        cfg = {"d_in": train[0].shape[1], "d_out": train[1].shape[1], **self.model_config}
+        self.model = build_model(self.arch, cfg)
+        self.result = fit(self.model, train, val, self.train_cfg)
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return predict(self.model, x)

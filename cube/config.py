@@ -1,0 +1,183 @@
+"""Plain configuration dataclasses for the cube library (no settings, no environment).
+
+`CubeConfig` describes the model, `TrainConfig` the optimisation. Both round-trip through
+`to_dict` / `from_dict` so a checkpoint or artifact can rebuild itself from JSON.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or out of range."""
+
+
+def _from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ConfigError(f"{cls.__name__}: unknown field(s) {', '.join(unknown)}; known: {', '.join(names)}")
+    values = dict(data)
+    for key in ("grid",):
+        if key in values and isinstance(values[key], list):
+            values[key] = tuple(values[key])
+    obj = cls(**values)
+    obj.validate()  # type: ignore[attr-defined]
+    return obj
+
+
+def _choice(name: str, value: Any, allowed: tuple[Any, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {allowed}, got {value!r}")
+
+
+def _positive(name: str, value: Any, *, allow_zero: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} number, got {value!r}")
+
+
+@dataclass
+class CubeConfig:
+    """The neural cellular automaton on a 3D grid (see README, "The cube")."""
+
+    d_in: int = 384
+    d_out: int = 384
+    grid: tuple[int, int, int] = (8, 8, 12)
+    channels: int = 8                     # C: state channels per cell
+    steps: int = 8                        # T: propagation steps of the shared cell rule
+    neighbourhood: Literal[6, 26] = 26    # faces only, or the full 3x3x3 block
+    boundary: Literal["zero", "periodic"] = "zero"
+    perception: Literal["learned", "fixed"] = "learned"  # fixed: the NCA identity/gradient/Laplacian bank
+    cell: Literal["mlp", "gated"] = "mlp"
+    hidden: int = 32                      # hidden width of the per-cell network
+    fire_rate: float = 0.5                # chance a cell updates at a step, in training
+    global_channel: bool = True           # feed the mean state of all cells back to every cell
+    read_in: Literal["linear", "reshape"] = "linear"
+    read_out: Literal["volume", "face"] = "volume"
+    skip: Literal["linear", "identity", "none"] = "linear"
+
+    @property
+    def n_cells(self) -> int:
+        x, y, z = self.grid
+        return x * y * z
+
+    def validate(self) -> "CubeConfig":
+        if len(self.grid) != 3:
+            raise ConfigError(f"grid must have three sizes (X, Y, Z), got {self.grid!r}")
+        for i, g in enumerate(self.grid):
+            if not isinstance(g, int) or g < 1:
+                raise ConfigError(f"grid[{i}] must be a positive integer, got {g!r}")
+        for name in ("d_in", "d_out", "channels", "hidden"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.steps, int) or self.steps < 0:
+            raise ConfigError(f"steps must be a non-negative integer, got {self.steps!r}")
+        _choice("neighbourhood", self.neighbourhood, (6, 26))
+        _choice("boundary", self.boundary, ("zero", "periodic"))
+        _choice("perception", self.perception, ("learned", "fixed"))
+        _choice("cell", self.cell, ("mlp", "gated"))
+        _choice("read_in", self.read_in, ("linear", "reshape"))
+        _choice("read_out", self.read_out, ("volume", "face"))
+        _choice("skip", self.skip, ("linear", "identity", "none"))
+        if not 0.0 < self.fire_rate <= 1.0:
+            raise ConfigError(f"fire_rate must be in (0, 1], got {self.fire_rate!r}")
+        if self.read_in == "reshape" and self.d_in != self.n_cells:
+            raise ConfigError(f"read_in='reshape' needs d_in == X*Y*Z ({self.n_cells}), got {self.d_in}")
+        if self.skip == "identity" and self.d_in != self.d_out:
+            raise ConfigError(f"skip='identity' needs d_in == d_out, got {self.d_in} and {self.d_out}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["grid"] = list(self.grid)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "CubeConfig":
+        return _from_dict(cls, data)
+
+
+@dataclass
+class TrainConfig:
+    """How a model is optimised. The trainer knows nothing else about the model."""
+
+    n_epochs: int = 30
+    batch_size: int = 256
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    loss: Literal["infonce", "cosine", "mse"] = "infonce"
+    temperature: float = 0.05             # InfoNCE softmax temperature
+    grad_clip: float = 1.0                # max global gradient norm; 0 disables
+    early_stopping_patience: int = 5      # epochs without validation improvement; 0 disables
+    monitor: Literal["mrr", "recall_at_10", "loss"] = "mrr"
+    seed: int = 0
+    device: str = "auto"                  # "auto" picks CUDA when present
+    amp: bool = True                      # bf16 autocast on CUDA; ignored on CPU
+    warmup_steps: int = 50
+
+    def validate(self) -> "TrainConfig":
+        for name in ("n_epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        _positive("learning_rate", self.learning_rate)
+        _positive("weight_decay", self.weight_decay, allow_zero=True)
+        _positive("temperature", self.temperature)
+        _positive("grad_clip", self.grad_clip, allow_zero=True)
+        if not isinstance(self.early_stopping_patience, int) or self.early_stopping_patience < 0:
+            raise ConfigError(f"early_stopping_patience must be a non-negative integer, got {self.early_stopping_patience!r}")
+        if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+            raise ConfigError(f"warmup_steps must be a non-negative integer, got {self.warmup_steps!r}")
+        _choice("loss", self.loss, ("infonce", "cosine", "mse"))
+        _choice("monitor", self.monitor, ("mrr", "recall_at_10", "loss"))
+        if not isinstance(self.seed, int):
+            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
+        if not (self.device in ("auto", "cpu") or str(self.device).startswith("cuda")):
+            raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        return _from_dict(cls, data)
+
+
+@dataclass
+class SplitConfig:
+    """Held-out fractions; the test split is never seen by training or model selection."""
+
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    seed: int = 0
+
+    def validate(self) -> "SplitConfig":
+        for name in ("val_fraction", "test_fraction"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0.0 < value < 0.5:
+                raise ConfigError(f"{name} must be in (0, 0.5), got {value!r}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SplitConfig":
+        return _from_dict(cls, data)
+
+
+@dataclass
+class RunConfig:
+    """Everything `cube train` needs besides the data: the model, training and split sections."""
+
+    arch: Literal["cube", "linear", "mlp"] = "cube"
+    model: dict[str, Any] = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)

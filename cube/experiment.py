@@ -1,0 +1,156 @@
+"""One experiment: split the pairs, train the chosen model, fit every baseline on the same split, and
+judge them all on the held-out test split. Used by `cube train` and by the service's worker.
+
+The test split is touched only here, once, after training: early stopping and ridge's lambda use the
+validation split.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+
+from cube.artifacts import save_model, write_json_atomic
+from cube.baselines import Identity, MeanTarget, Procrustes, Ridge, TrainedBaseline
+from cube.config import RunConfig
+from cube.metrics import evaluate_predictions
+from cube.models import build_model, flops_per_sample, mlp_hidden_for_params, parameter_count
+from cube.pairs import PairData, split_pairs
+from cube.report import write_markdown, write_plot
+from cube.trainer import TrainResult, fit, predict
+
+METRICS = ("recall_at_1", "recall_at_10", "mrr", "mean_cosine", "centered_cosine", "constant_cosine", "output_spread")
+
+# Two-sided 95% Student-t quantiles by degrees of freedom (n - 1), for the seed intervals.
+_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+        15: 2.131, 20: 2.086, 30: 2.042}
+
+
+def t95(df: int) -> float:
+    return _T95.get(df) or _T95[max(k for k in _T95 if k <= df)]
+
+
+@dataclass
+class ExperimentResult:
+    report: dict[str, Any]
+    model: torch.nn.Module
+    train_result: TrainResult
+    model_config: dict[str, Any]
+
+
+def summarise(runs: list[dict[str, float]]) -> tuple[dict[str, float], dict[str, list[float]] | None]:
+    """Mean of each metric over seeds, and the 95% interval when there are several."""
+    mean = {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}
+    if len(runs) < 2:
+        return mean, None
+    half = {k: t95(len(runs) - 1) * float(np.std([r[k] for r in runs], ddof=1)) / math.sqrt(len(runs)) for k in runs[0]}
+    return mean, {k: [mean[k] - half[k], mean[k] + half[k]] for k in runs[0]}
+
+
+def main_model_config(arch: str, run: RunConfig, d_in: int, d_out: int) -> dict[str, Any]:
+    return {"d_in": d_in, "d_out": d_out, **run.model}
+
+
+def run_experiment(
+    data: PairData,
+    run: RunConfig,
+    out_dir: str | Path,
+    *,
+    seeds: int = 1,
+    callbacks: Iterable[Any] = (),
+    checkpoint_dir: str | Path | None = None,
+    log: Callable[[str], None] = lambda msg: None,
+) -> ExperimentResult:
+    """Train `run.arch` and every baseline; write the model, report.json, report.md and the plot."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    split = split_pairs(data, run.split)
+    tr, va, te = data.subset(split.train), data.subset(split.val), data.subset(split.test)
+    train, val = (tr.input, tr.target), (va.input, va.target)
+    target_mean = tr.target.astype(np.float64).mean(axis=0)
+    same_space = data.dim_in == data.dim_out
+    log(f"split: {len(tr)} train, {len(va)} validation, {len(te)} test pairs")
+
+    def judge(pred: np.ndarray) -> dict[str, float]:
+        return evaluate_predictions(pred, te.target, target_mean)
+
+    results: dict[str, list[dict[str, float]]] = {}
+    info: dict[str, Any] = {}
+
+    # The model the user asked for: seed 0 carries callbacks and checkpoints (resumable).
+    model_config = main_model_config(run.arch, run, data.dim_in, data.dim_out)
+    main_model, main_result = None, None
+    for i in range(seeds):
+        cfg = replace(run.train, seed=run.train.seed + i)
+        torch.manual_seed(cfg.seed)
+        model = build_model(run.arch, model_config)
+        log(f"training {run.arch} (seed {cfg.seed}): {parameter_count(model):,} parameters")
+        result = fit(model, train, val, cfg, callbacks=callbacks if i == 0 else (),
+                     checkpoint_dir=checkpoint_dir if i == 0 else None)
+        if result.cancelled:
+            raise ExperimentCancelled(result.epochs_run)
+        results.setdefault(run.arch, []).append(judge(predict(model, te.input)))
+        if i == 0:
+            main_model, main_result = model, result
+    info[run.arch] = {"parameters": parameter_count(main_model), "flops_per_sample": flops_per_sample(main_model),
+                      "best_epoch": main_result.best_epoch, "epochs_run": main_result.epochs_run}
+
+    # Closed-form baselines: deterministic, one run each.
+    fixed = [MeanTarget(), Ridge()] + ([Identity(), Procrustes()] if same_space else [])
+    for baseline in fixed:
+        baseline.fit(train, val)
+        results[baseline.name] = [judge(baseline.predict(te.input))]
+    info["ridge"] = next(b for b in fixed if b.name == "ridge").chosen
+
+    # Trained baselines with the same trainer, loss and schedule.
+    trained_specs = {"linear": {}, "mlp": {"hidden": mlp_hidden_for_params(data.dim_in, data.dim_out, parameter_count(main_model))}}
+    for arch, extra in trained_specs.items():
+        if arch == run.arch:
+            continue
+        for i in range(seeds):
+            cfg = replace(run.train, seed=run.train.seed + i)
+            log(f"training baseline {arch} (seed {cfg.seed})")
+            baseline = TrainedBaseline(arch, cfg, extra).fit(train, val)
+            results.setdefault(arch, []).append(judge(baseline.predict(te.input)))
+        info[arch] = {"parameters": parameter_count(baseline.model), **extra, "best_epoch": baseline.result.best_epoch}
+
+    methods, intervals = {}, {}
+    for name, runs in results.items():
+        methods[name], ci = summarise(runs)
+        if ci:
+            intervals[name] = ci
+    report = {
+        "n": {"train": len(tr), "val": len(va), "test": len(te)},
+        "main": run.arch,
+        "seeds": seeds,
+        "methods": methods,
+        "intervals": intervals,
+        "info": info,
+        "model": {"arch": run.arch, "config": model_config},
+        "train": run.train.to_dict(),
+        "split": run.split.to_dict(),
+        "history": main_result.history,
+    }
+    save_model(main_model, out / "model", run.arch, model_config, metadata={"methods": methods, "n": report["n"]})
+    write_json_atomic(out / "report.json", report)
+    write_markdown(report, out / "report.md")
+    write_plot(main_result.history, out / "training.png", title=f"{run.arch} on {len(tr)} training pairs")
+    log(f"wrote {out / 'report.json'}")
+    return ExperimentResult(report, main_model, main_result, model_config)
+
+
+class ExperimentCancelled(Exception):
+    """Training stopped on request; nothing was evaluated or saved."""
+
+    def __init__(self, epochs_run: int):
+        super().__init__(f"cancelled after {epochs_run} epoch(s)")
+        self.epochs_run = epochs_run
+
+
+def load_report(path: str | Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,86 @@
+"""The trainable architectures a job may ask for: the cube, and the linear and MLP maps it is
+compared with. `build_model` rebuilds any of them from (arch, config dict), which is what an
+artifact stores."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from cube.config import ConfigError, CubeConfig
+from cube.lattice import CubeModel
+
+ARCHITECTURES = ("cube", "linear", "mlp")
+
+
+class LinearMap(nn.Module):
+    """y = W x + b, starting from the identity when the spaces have the same size."""
+
+    def __init__(self, d_in: int, d_out: int):
+        super().__init__()
+        self.linear = nn.Linear(d_in, d_out)
+        if d_in == d_out:
+            with torch.no_grad():
+                self.linear.weight.copy_(torch.eye(d_in))
+                self.linear.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x)
+
+
+class MLPMap(nn.Module):
+    """y = skip(x) + W2 gelu(W1 x): one hidden layer beside a linear skip (the cube's shape
+    without the grid), so a comparison isolates what the automaton adds."""
+
+    def __init__(self, d_in: int, d_out: int, hidden: int = 1024):
+        super().__init__()
+        self.skip = LinearMap(d_in, d_out)
+        self.hidden = nn.Linear(d_in, hidden)
+        self.out = nn.Linear(hidden, d_out)
+        nn.init.zeros_(self.out.weight)  # starts as its skip path, like the cube
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.skip(x) + self.out(torch.nn.functional.gelu(self.hidden(x)))
+
+
+def mlp_hidden_for_params(d_in: int, d_out: int, n_params: int) -> int:
+    """The MLPMap hidden width whose parameter count is closest to n_params."""
+    skip = d_in * d_out + d_out
+    return max(1, round((n_params - skip - d_out) / (d_in + d_out + 1)))
+
+
+def build_model(arch: str, config: dict[str, Any]) -> nn.Module:
+    """arch in ARCHITECTURES; config holds d_in, d_out and the architecture's own fields."""
+    if arch == "cube":
+        return CubeModel(CubeConfig.from_dict(config))
+    cfg = dict(config)
+    try:
+        d_in, d_out = int(cfg.pop("d_in")), int(cfg.pop("d_out"))
+    except KeyError as exc:
+        raise ConfigError(f"{arch} model config needs {exc.args[0]}") from None
+    if arch == "linear":
+        if cfg:
+            raise ConfigError(f"linear model takes no options, got {', '.join(sorted(cfg))}")
+        return LinearMap(d_in, d_out)
+    if arch == "mlp":
+        unknown = set(cfg) - {"hidden"}
+        if unknown:
+            raise ConfigError(f"mlp model: unknown option(s) {', '.join(sorted(unknown))}; known: hidden")
+        hidden = cfg.get("hidden", 1024)
+        if not isinstance(hidden, int) or hidden < 1:
+            raise ConfigError(f"mlp hidden must be a positive integer, got {hidden!r}")
+        return MLPMap(d_in, d_out, hidden)
+    raise ConfigError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def flops_per_sample(model: nn.Module) -> int:
+    """Forward FLOPs (2 x multiply-adds) per sample; linear layers only for the plain maps."""
+    if isinstance(model, CubeModel):
+        return model.flops_per_sample()
+    return 2 * sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, nn.Linear))

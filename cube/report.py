@@ -1,0 +1,68 @@
+"""Human-readable forms of an evaluation report: a Markdown (and terminal) table and a PNG plot."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+COLUMNS = [("recall_at_1", "R@1"), ("recall_at_10", "R@10"), ("mrr", "MRR"), ("mean_cosine", "mean cos"),
+           ("centered_cosine", "centred cos"), ("output_spread", "spread")]
+ORDER = ["cube", "linear", "mlp", "ridge", "procrustes", "identity", "mean"]
+
+
+def _cell(report: dict[str, Any], method: str, key: str) -> str:
+    value = report["methods"][method][key]
+    ci = report.get("intervals", {}).get(method, {}).get(key)
+    return f"{value:.3f} ± {(ci[1] - ci[0]) / 2:.3f}" if ci else f"{value:.3f}"
+
+
+def table_rows(report: dict[str, Any]) -> list[list[str]]:
+    names = sorted(report["methods"], key=lambda m: (ORDER.index(m) if m in ORDER else len(ORDER), m))
+    rows = [["method"] + [title for _, title in COLUMNS]]
+    for name in names:
+        label = f"{name} (trained)" if name == report.get("main") else name
+        rows.append([label] + [_cell(report, name, key) for key, _ in COLUMNS])
+    return rows
+
+
+def markdown_table(report: dict[str, Any]) -> str:
+    rows = table_rows(report)
+    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    return "\n".join(lines)
+
+
+def text_table(report: dict[str, Any]) -> str:
+    rows = table_rows(report)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
+
+
+def write_markdown(report: dict[str, Any], path: str | Path) -> None:
+    n = report["n"]
+    seeds = report.get("seeds", 1)
+    head = (f"# Held-out evaluation\n\n{n['train']} training, {n['val']} validation, {n['test']} test pairs. "
+            f"Retrieval of each input's true target among all {n['test']} test targets (cosine). "
+            + (f"Trainable methods: mean ± 95% interval over {seeds} seeds.\n\n" if seeds > 1 else "One seed.\n\n"))
+    Path(path).write_text(head + markdown_table(report) + "\n")
+
+
+def write_plot(history: list[dict[str, Any]], path: str | Path, title: str = "") -> None:
+    """Train/validation loss and validation recall@10 per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(epochs, [h["train_loss"] for h in history], label="train loss")
+    ax1.plot(epochs, [h["val_loss"] for h in history], label="validation loss")
+    ax1.set_xlabel("epoch")
+    ax1.legend()
+    ax2.plot(epochs, [h["val_recall_at_10"] for h in history], color="tab:green")
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("validation recall@10")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,201 @@
+"""The training loop: AdamW, warm-up + cosine schedule, gradient clipping, early stopping on the
+validation split, a checkpoint each epoch, exact resume, and callbacks.
+
+The trainer knows nothing about the model beyond `model(x) -> y`. It reports through callbacks:
+`on_epoch_end(EpochReport)` after every epoch (the service persists progress and metrics there, and
+raises `StopTraining` to honour a cancel request) and `on_step(step, total_steps)` every few steps.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from cube.checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
+from cube.config import TrainConfig
+from cube.losses import make_loss
+from cube.metrics import retrieval_metrics
+
+
+class StopTraining(Exception):
+    """Raised by a callback to stop after the current epoch (e.g. a cancel request)."""
+
+
+@dataclass
+class EpochReport:
+    epoch: int               # 1-based, epochs completed
+    n_epochs: int
+    step: int                # optimizer steps completed
+    total_steps: int         # planned steps (early stopping may end sooner)
+    train_loss: float
+    val: dict[str, float]    # loss, recall_at_1, recall_at_10, mrr on the validation split
+    improved: bool
+    seconds: float           # wall time of this epoch
+    resumed_from: int | None = None  # set on the first epoch after a resume
+
+
+class Callback(Protocol):
+    def on_epoch_end(self, report: EpochReport) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    history: list[dict[str, Any]]
+    best_epoch: int
+    best_score: float | None
+    epochs_run: int
+    stopped_early: bool
+    cancelled: bool
+    resumed_from: int | None
+    device: str
+    seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def lr_at(step: int, total_steps: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to 5% of the peak: a pure function of the step, so resume
+    needs no scheduler state."""
+    warm = min(cfg.warmup_steps, max(1, total_steps // 10))
+    if step < warm:
+        return cfg.learning_rate * (step + 1) / warm
+    progress = (step - warm) / max(1, total_steps - warm)
+    return cfg.learning_rate * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def _batches(n: int, batch_size: int, seed: int, epoch: int) -> Iterable[torch.Tensor]:
+    # The shuffle depends only on (seed, epoch): a resumed run sees the same batches.
+    gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    perm = torch.randperm(n, generator=gen)
+    for start in range(0, n, batch_size):
+        yield perm[start : start + batch_size]
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: np.ndarray | torch.Tensor, batch_size: int = 1024, device: str | torch.device | None = None) -> np.ndarray:
+    """Eval-mode predictions in batches, as float32 numpy."""
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    xs = torch.as_tensor(np.asarray(x, dtype=np.float32))
+    out = [model(xs[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(xs), batch_size)]
+    model.train(was_training)
+    return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
+
+
+def _score(val: dict[str, float], monitor: str) -> float:
+    return -val["loss"] if monitor == "loss" else val[monitor]
+
+
+def fit(
+    model: nn.Module,
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    cfg: TrainConfig,
+    *,
+    callbacks: Iterable[Any] = (),
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = True,
+    step_every: int = 25,
+) -> TrainResult:
+    """Train `model` in place; on return it holds the best validation epoch's weights."""
+    cfg.validate()
+    callbacks = list(callbacks)
+    device = resolve_device(cfg.device)
+    model.to(device)
+    x_tr = torch.as_tensor(np.asarray(train[0], dtype=np.float32))
+    y_tr = torch.as_tensor(np.asarray(train[1], dtype=np.float32))
+    x_va, y_va = np.asarray(val[0], dtype=np.float32), np.asarray(val[1], dtype=np.float32)
+    loss_fn = make_loss(cfg.loss, cfg.temperature)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(x_tr) / cfg.batch_size)
+    total_steps = cfg.n_epochs * steps_per_epoch
+    autocast = device.type == "cuda" and cfg.amp
+
+    state = TrainState()
+    best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    resumed_from = None
+    torch.manual_seed(cfg.seed)  # the fire-rate masks draw from the global generator
+    ckpt = latest_checkpoint(checkpoint_dir) if (checkpoint_dir and resume) else None
+    if ckpt is not None:
+        state, best_weights = load_checkpoint(ckpt, model, optimizer, device)
+        torch.set_rng_state(torch.tensor(state.rng_state, dtype=torch.uint8))
+        resumed_from = state.epoch
+
+    started = time.perf_counter()
+    cancelled = stopped_early = False
+    first_epoch_after_resume = resumed_from
+    while state.epoch < cfg.n_epochs and not (cfg.early_stopping_patience and state.bad_epochs >= cfg.early_stopping_patience):
+        t0 = time.perf_counter()
+        model.train()
+        total, count = 0.0, 0
+        for idx in _batches(len(x_tr), cfg.batch_size, cfg.seed, state.epoch):
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(state.step, total_steps, cfg)
+            xb, yb = x_tr[idx].to(device, non_blocking=True), y_tr[idx].to(device, non_blocking=True)
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=autocast):
+                loss = loss_fn(model(xb), yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            state.step += 1
+            total += float(loss.detach()) * len(idx)
+            count += len(idx)
+            if state.step % step_every == 0:
+                for cb in callbacks:
+                    if hasattr(cb, "on_step"):
+                        cb.on_step(state.step, total_steps)
+        state.epoch += 1
+        val_metrics = evaluate_split(model, x_va, y_va, loss_fn, device)
+        score = _score(val_metrics, cfg.monitor)
+        improved = state.best_score is None or score > state.best_score
+        if improved:
+            state.best_score, state.best_epoch, state.bad_epochs = score, state.epoch, 0
+            best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            state.bad_epochs += 1
+        record = {"epoch": state.epoch, "step": state.step, "train_loss": total / max(1, count),
+                  **{f"val_{k}": v for k, v in val_metrics.items()}}
+        state.history.append(record)
+        state.rng_state = torch.get_rng_state().tolist()
+        if checkpoint_dir:
+            save_checkpoint(checkpoint_dir, model, optimizer, best_weights, state)
+        report = EpochReport(state.epoch, cfg.n_epochs, state.step, total_steps, record["train_loss"], val_metrics,
+                             improved, time.perf_counter() - t0, first_epoch_after_resume)
+        first_epoch_after_resume = None
+        try:
+            for cb in callbacks:
+                if hasattr(cb, "on_epoch_end"):
+                    cb.on_epoch_end(report)
+        except StopTraining:
+            cancelled = True
+            break
+    else:
+        stopped_early = state.epoch < cfg.n_epochs
+
+    model.load_state_dict(best_weights)
+    model.eval()
+    return TrainResult(state.history, state.best_epoch, state.best_score, state.epoch, stopped_early, cancelled,
+                       resumed_from, str(device), time.perf_counter() - started)
+
+
+@torch.no_grad()
+def evaluate_split(model: nn.Module, x: np.ndarray, y: np.ndarray, loss_fn, device) -> dict[str, float]:
+    pred = predict(model, x, device=device)
+    # Validation loss in batches the size of training's would need the batch size; use the whole
+    # split once (InfoNCE over all validation targets: a harder but stable number).
+    loss = float(loss_fn(torch.as_tensor(pred), torch.as_tensor(y)))
+    return {"loss": loss, **retrieval_metrics(pred, y)}
