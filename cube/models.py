@@ -75,6 +75,12 @@ def build_model(arch: str, config: dict[str, Any]) -> nn.Module:
     raise ConfigError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
 
 
+def check_model_config(arch: str, config: dict[str, Any]) -> None:
+    """Raise ConfigError if build_model would; allocates nothing (built on the meta device)."""
+    with torch.device("meta"):
+        build_model(arch, config)
+
+
 def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

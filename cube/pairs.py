@@ -20,13 +20,15 @@ FLOAT_DTYPES = (np.float16, np.float32, np.float64)
 
 
 class PairFileError(ValueError):
-    """A pair file is unreadable or its content is invalid; says where (field, row)."""
+    """A pair file is unreadable or its content is invalid; says where: `field` (array or column),
+    `row` (0-based row of an array) or `line` (1-based line of a text file)."""
 
-    def __init__(self, message: str, *, field: str | None = None, row: int | None = None):
+    def __init__(self, message: str, *, field: str | None = None, row: int | None = None, line: int | None = None):
         super().__init__(message)
         self.message = message
         self.field = field
         self.row = row
+        self.line = line
 
 
 @dataclass
