@@ -1,4 +1,4 @@
-"""Offline command-line commands of the cube library: `train`, `transform`, `synth`.
+"""Offline command-line commands of the cube library: `train`, `transform`, `synth`, `encode`, `data`.
 
 The service's CLI (`app.cli`) mounts these beside its own commands, so `cube train ...` works with
 or without the service. Errors a user can cause exit with status 2 and a one-line message.
@@ -91,13 +91,66 @@ class ProgressBar:
             self.bar.close()
 
 
+TEXT_SUFFIXES = (".csv",)
+
+
+def is_text_pair_file(path: str) -> bool:
+    """CSV is always text; a JSONL file is text when its first record's `input` is a string (an
+    embedding-pair JSONL holds lists of numbers there)."""
+    p = Path(path)
+    if p.suffix.lower() in TEXT_SUFFIXES:
+        return True
+    if p.suffix.lower() not in (".jsonl", ".ndjson"):
+        return False
+    with open(p, "rb") as f:
+        for raw in f:
+            if raw.strip():
+                try:
+                    first = json.loads(raw)
+                except ValueError:
+                    return True  # let the text loader report the line precisely
+                return not (isinstance(first, dict) and isinstance(first.get("input"), list))
+    return True
+
+
+def default_embedding_cache() -> Path:
+    from cube.teachers import default_cache_root
+
+    return default_cache_root() / "embeddings"
+
+
+def encode_file(path: str, args: argparse.Namespace):
+    """Text pairs -> embedding pairs through the teacher and the on-disk cache, with a summary on stderr."""
+    from cube.encoding import encode_text_pairs_with_stats
+    from cube.teachers import TeacherNotAvailable, get_teacher
+    from cube.textpairs import load_text_pairs
+
+    text_pairs = load_text_pairs(path)
+    try:
+        teacher = get_teacher(args.teacher)
+    except TeacherNotAvailable as exc:
+        raise UsageError(str(exc)) from None
+    cache_dir = Path(args.cache_dir) if args.cache_dir else default_embedding_cache()
+    print(f"{path}: {len(text_pairs)} pairs ({text_pairs.duplicates_dropped} duplicates dropped); "
+          f"encoding with {teacher.name} ({teacher.dim}d), cache {cache_dir}", file=sys.stderr)
+    data, stats = encode_text_pairs_with_stats(
+        text_pairs, teacher, cache_dir, quality_threshold=args.quality_threshold, batch_size=args.batch_size,
+        progress=lambda done, total: print(f"  encoded {done}/{total} new texts", file=sys.stderr))
+    print(f"  {stats.texts} distinct texts: {stats.cache_hits} from the cache, {stats.encoded} encoded; "
+          f"{stats.dropped_low_quality} pairs below the quality threshold dropped; {stats.pairs_out} pairs", file=sys.stderr)
+    return data
+
+
 def load_training_data(path: str, args: argparse.Namespace):
-    """Pairs from an NPZ file (text files are encoded by a teacher; see `cube encode`)."""
-    from cube.pairs import load_pairs_npz
+    """Embedding pairs (NPZ, Parquet, JSONL of vectors), or text pairs (JSONL, CSV) encoded by the
+    teacher through the same cache as `cube encode`."""
+    from cube.pairs import load_pairs_file
 
     if not Path(path).is_file():
         raise UsageError(f"data file {path} not found")
-    return load_pairs_npz(path)
+    if is_text_pair_file(path):
+        return encode_file(path, args)
+    return load_pairs_file(path)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -146,9 +199,42 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_encode(args: argparse.Namespace) -> int:
+    from cube.pairs import save_pairs_npz
+
+    if not Path(args.data).is_file():
+        raise UsageError(f"data file {args.data} not found")
+    data = encode_file(args.data, args)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    save_pairs_npz(args.out, data)
+    print(f"wrote {len(data)} pairs ({data.dim_in}d -> {data.dim_out}d, with group and difficulty) to {args.out}")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from cube.datasets import DatasetNotAvailable, build_dataset
+
+    try:
+        n = build_dataset(args.name, args.out)
+    except DatasetNotAvailable as exc:
+        raise UsageError(str(exc)) from None
+    print(f"wrote {n} {args.name} text pairs to {args.out}")
+    return 0
+
+
+def add_teacher_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--teacher", default="minilm", help="teacher that encodes text pairs (default: minilm)")
+    p.add_argument("--cache-dir", default=None, help="embedding cache directory (default: ~/.cache/cube/embeddings)")
+    p.add_argument("--quality-threshold", type=float, default=None,
+                   help="drop text pairs whose teacher cosine is below this")
+    p.add_argument("--batch-size", type=int, default=64, help="teacher batch size")
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model on pair data and write it with its held-out report")
-    p.add_argument("--data", required=True, help="pairs: NPZ with input/target arrays")
+    p.add_argument("--data", required=True,
+                   help="embedding pairs (NPZ, Parquet, JSONL of vectors) or text pairs (JSONL, CSV; encoded by --teacher)")
+    add_teacher_options(p)
     p.add_argument("--out", required=True, help="output directory (model/, report.json, report.md, training.png)")
     p.add_argument("--arch", choices=["cube", "linear", "mlp"], default=None, help="default: cube")
     p.add_argument("--config", help="JSON or TOML file with sections arch, model, train, split")
@@ -168,3 +254,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dim", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("encode", help="encode a text-pair file (JSONL/CSV) into embedding pairs (NPZ) with a teacher")
+    p.add_argument("--data", required=True, help="text pairs: JSONL or CSV with input, target[, group]")
+    p.add_argument("--out", required=True, help="NPZ to write: input, target, group, difficulty")
+    add_teacher_options(p)
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("data", help="write a real text-pair dataset as JSONL (chitchat, wordnet)")
+    p.add_argument("name", choices=["chitchat", "wordnet"])
+    p.add_argument("--out", required=True, help="JSONL to write, e.g. data/chitchat.jsonl")
+    p.set_defaults(func=cmd_data)

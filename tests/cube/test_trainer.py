@@ -1,0 +1,124 @@
+"""The trainer: determinism, exact resume from a checkpoint, callbacks, early stopping."""
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from cube import StopTraining, TrainConfig, build_model, fit, predict
+from cube.checkpoint import latest_checkpoint
+
+TINY_CUBE = {"grid": [2, 2, 3], "channels": 4, "hidden": 16, "steps": 2}
+
+
+def split(data):
+    return (data.input[:900], data.target[:900]), (data.input[900:1050], data.target[900:1050])
+
+
+def train_once(data, cfg, checkpoint_dir=None, callbacks=()):
+    torch.manual_seed(cfg.seed)
+    model = build_model("cube", {"d_in": 16, "d_out": 16, **TINY_CUBE})
+    train, val = split(data)
+    result = fit(model, train, val, cfg, checkpoint_dir=checkpoint_dir, callbacks=callbacks)
+    return model, result
+
+
+def weights(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_same_seed_same_weights(synthetic):
+    cfg = TrainConfig(n_epochs=2, batch_size=64, seed=3, early_stopping_patience=0)
+    a, _ = train_once(synthetic, cfg)
+    b, _ = train_once(synthetic, cfg)
+    for k, v in weights(a).items():
+        assert torch.equal(v, b.state_dict()[k]), k
+
+
+class StopAfter:
+    def __init__(self, epoch):
+        self.epoch = epoch
+        self.seen = []
+
+    def on_epoch_end(self, report):
+        self.seen.append(report.epoch)
+        if report.epoch == self.epoch:
+            raise StopTraining
+
+
+def test_resume_equals_uninterrupted(synthetic, tmp_path):
+    cfg = TrainConfig(n_epochs=4, batch_size=64, seed=1, early_stopping_patience=0)
+    straight, straight_result = train_once(synthetic, cfg)
+
+    interrupted, first = train_once(synthetic, cfg, checkpoint_dir=tmp_path, callbacks=[StopAfter(2)])
+    assert first.cancelled and first.epochs_run == 2
+    assert latest_checkpoint(tmp_path).name == "epoch-0002"
+
+    resumed, second = train_once(synthetic, cfg, checkpoint_dir=tmp_path)
+    assert second.resumed_from == 2 and second.epochs_run == 4
+    for k, v in weights(straight).items():
+        assert torch.equal(v, resumed.state_dict()[k]), k
+    assert [h["train_loss"] for h in second.history] == [h["train_loss"] for h in straight_result.history]
+
+
+def test_resume_reports_where_it_resumed(synthetic, tmp_path):
+    cfg = TrainConfig(n_epochs=3, batch_size=64, early_stopping_patience=0)
+    train_once(synthetic, cfg, checkpoint_dir=tmp_path, callbacks=[StopAfter(1)])
+    reports = []
+
+    class Record:
+        def on_epoch_end(self, report):
+            reports.append(report)
+
+    train_once(synthetic, cfg, checkpoint_dir=tmp_path, callbacks=[Record()])
+    assert [r.epoch for r in reports] == [2, 3]
+    assert reports[0].resumed_from == 1 and reports[1].resumed_from is None
+
+
+def test_a_torn_checkpoint_is_ignored(synthetic, tmp_path):
+    """A crash mid-save leaves a temp directory; `latest` still points at the last complete one."""
+    cfg = TrainConfig(n_epochs=2, batch_size=64, early_stopping_patience=0)
+    train_once(synthetic, cfg, checkpoint_dir=tmp_path, callbacks=[StopAfter(1)])
+    shutil.copytree(tmp_path / "epoch-0001", tmp_path / ".epoch-0002.tmp")
+    (tmp_path / ".epoch-0002.tmp" / "model.safetensors").write_bytes(b"torn")
+    _, result = train_once(synthetic, cfg, checkpoint_dir=tmp_path)
+    assert result.resumed_from == 1 and result.epochs_run == 2
+
+
+def test_callbacks_see_every_epoch_with_validation_metrics(synthetic):
+    seen = []
+
+    class Record:
+        def on_epoch_end(self, report):
+            seen.append(report)
+
+    cfg = TrainConfig(n_epochs=3, batch_size=128, early_stopping_patience=0)
+    train_once(synthetic, cfg, callbacks=[Record()])
+    assert [r.epoch for r in seen] == [1, 2, 3]
+    assert seen[-1].step == seen[-1].total_steps == 3 * 8
+    assert set(seen[0].val) == {"loss", "recall_at_1", "recall_at_10", "mrr"}
+
+
+def test_early_stopping_keeps_the_best_epoch(synthetic):
+    # A learning rate far too high makes validation stop improving quickly.
+    cfg = TrainConfig(n_epochs=30, batch_size=64, learning_rate=5.0, early_stopping_patience=2, grad_clip=0)
+    model, result = train_once(synthetic, cfg)
+    assert result.stopped_early and result.epochs_run < 30
+    assert result.epochs_run - result.best_epoch == 2
+    best = max(h["val_mrr"] for h in result.history)
+    _, val = split(synthetic)
+    from cube.metrics import retrieval_metrics
+
+    assert retrieval_metrics(predict(model, val[0]), val[1])["mrr"] == pytest.approx(best, abs=1e-6)
+
+
+def test_training_reduces_the_loss(synthetic):
+    cfg = TrainConfig(n_epochs=5, batch_size=64, early_stopping_patience=0)
+    _, result = train_once(synthetic, cfg)
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+
+
+def test_predict_returns_float32_rows(synthetic):
+    model = build_model("linear", {"d_in": 16, "d_out": 16})
+    out = predict(model, synthetic.input[:10])
+    assert out.dtype == np.float32 and out.shape == (10, 16)
