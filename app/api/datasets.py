@@ -1,0 +1,44 @@
+"""/v1/datasets: upload (validated before anything is stored), list, get, delete."""
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, UploadFile
+
+from app.api.deps import DatasetDep, EnqueueDep, SessionDep, SettingsDep, StorageDep
+from app.schemas import DatasetOut, ListOf
+from app.services import datasets
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+
+@router.post("", status_code=201, response_model=DatasetOut)
+def upload_dataset(session: SessionDep, settings: SettingsDep, storage: StorageDep, enqueue: EnqueueDep,
+                   file: Annotated[UploadFile, File()], kind: Annotated[str, Form()],
+                   name: Annotated[str | None, Form()] = None, teacher: Annotated[str | None, Form()] = None,
+                   metadata: Annotated[str | None, Form()] = None) -> DatasetOut:
+    """Upload a pair file (multipart): embedding pairs are ready at once, text pairs after encoding."""
+    dataset = datasets.create_dataset(session, settings, storage, enqueue, file.file, filename=file.filename or "upload",
+                                      kind=kind, name=name, teacher=teacher, metadata=metadata)
+    return DatasetOut.of(dataset)
+
+
+@router.get("", response_model=ListOf[DatasetOut])
+def list_datasets(session: SessionDep, after: str | None = None,
+                  limit: Annotated[int, Query(ge=1, le=100)] = 20) -> ListOf[DatasetOut]:
+    """List datasets, newest first."""
+    rows, more = datasets.list_datasets(session, after, limit)
+    return ListOf[DatasetOut](data=[DatasetOut.of(d) for d in rows], has_more=more)
+
+
+@router.get("/{dataset_id}", response_model=DatasetOut)
+def get_dataset(dataset: DatasetDep) -> DatasetOut:
+    """One dataset."""
+    return DatasetOut.of(dataset)
+
+
+@router.delete("/{dataset_id}")
+def delete_dataset(dataset: DatasetDep, session: SessionDep, storage: StorageDep) -> dict:
+    """Delete a dataset and its files (409 while a job uses it)."""
+    datasets.delete_dataset(session, storage, dataset)
+    return {"id": dataset.id, "object": "dataset", "deleted": True}

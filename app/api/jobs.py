@@ -1,0 +1,59 @@
+"""/v1/training-jobs: create, list, get, cancel, events, metrics, checkpoints."""
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from app.api.deps import EnqueueDep, JobDep, SessionDep
+from app.schemas import CheckpointOut, EventOut, ListOf, MetricOut, TrainingJobCreate, TrainingJobOut
+from app.services import jobs
+
+router = APIRouter(prefix="/v1/training-jobs", tags=["training jobs"])
+Limit = Annotated[int, Query(ge=1, le=100)]
+
+
+@router.post("", status_code=202, response_model=TrainingJobOut)
+def create_job(body: TrainingJobCreate, session: SessionDep, enqueue: EnqueueDep) -> TrainingJobOut:
+    """Queue a training job (it runs on a worker; poll it for status and progress)."""
+    return TrainingJobOut.of(jobs.create_job(session, enqueue, body))
+
+
+@router.get("", response_model=ListOf[TrainingJobOut])
+def list_jobs(session: SessionDep, after: str | None = None, limit: Limit = 20, status: str | None = None) -> ListOf[TrainingJobOut]:
+    """List jobs, newest first, optionally by status."""
+    rows, more = jobs.list_jobs(session, after, limit, status)
+    return ListOf[TrainingJobOut](data=[TrainingJobOut.of(j) for j in rows], has_more=more)
+
+
+@router.get("/{job_id}", response_model=TrainingJobOut)
+def get_job(job: JobDep) -> TrainingJobOut:
+    """One job: status, progress, ETA, latest metrics."""
+    return TrainingJobOut.of(job)
+
+
+@router.post("/{job_id}/cancel", response_model=TrainingJobOut)
+def cancel_job(job: JobDep, session: SessionDep) -> TrainingJobOut:
+    """Cancel (idempotent): at once if not started, else after the current epoch."""
+    return TrainingJobOut.of(jobs.cancel_job(session, job))
+
+
+@router.get("/{job_id}/events", response_model=ListOf[EventOut])
+def list_events(job: JobDep, session: SessionDep, after: str | None = None, limit: Limit = 100) -> ListOf[EventOut]:
+    """The job's events, oldest first."""
+    rows, more = jobs.list_events(session, job, after, limit)
+    return ListOf[EventOut](data=[EventOut.of(e) for e in rows], has_more=more)
+
+
+@router.get("/{job_id}/metrics", response_model=ListOf[MetricOut])
+def list_metrics(job: JobDep, session: SessionDep, key: str | None = None) -> ListOf[MetricOut]:
+    """The metrics history, one point per key per epoch."""
+    rows = jobs.list_metrics(session, job, key)
+    return ListOf[MetricOut](data=[MetricOut(key=m.key, value=m.value, step=m.step, epoch=m.epoch, timestamp=m.timestamp)
+                                   for m in rows])
+
+
+@router.get("/{job_id}/checkpoints", response_model=ListOf[CheckpointOut])
+def list_checkpoints(job: JobDep, session: SessionDep) -> ListOf[CheckpointOut]:
+    """The checkpoints kept for the job (the newest few)."""
+    return ListOf[CheckpointOut](data=[CheckpointOut.of(c) for c in jobs.list_checkpoints(session, job)])

@@ -1,0 +1,61 @@
+"""/v1/models: registered models, their versions (with the held-out evaluation) and aliases."""
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from app.api.deps import SessionDep
+from app.schemas import AliasOut, AliasUpdate, ListOf, ModelOut, ModelVersionOut
+from app.services import registry
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+
+def model_out(session, name: str, created_at: float, with_versions: bool) -> ModelOut:
+    versions = registry.versions_of(session, name)
+    by_id = {v.id: v for v in versions}
+    aliases = registry.aliases_of(session, name)
+    alias_names: dict[str, list[str]] = {}
+    for alias, vid in aliases.items():
+        alias_names.setdefault(vid, []).append(alias)
+    return ModelOut(id=name, created_at=int(created_at), latest_version=versions[-1].version if versions else None,
+                    aliases={a: by_id[v].version for a, v in aliases.items() if v in by_id},
+                    versions=[ModelVersionOut.of(v, alias_names.get(v.id, [])) for v in versions] if with_versions else None)
+
+
+@router.get("", response_model=ListOf[ModelOut], response_model_exclude_none=True)
+def list_models(session: SessionDep, after: str | None = None,
+                limit: Annotated[int, Query(ge=1, le=100)] = 20) -> ListOf[ModelOut]:
+    """List models by name."""
+    rows, more = registry.list_models(session, after, limit)
+    return ListOf[ModelOut](data=[model_out(session, m.name, m.created_at, False) for m in rows], has_more=more)
+
+
+@router.get("/{name}", response_model=ModelOut)
+def get_model(name: str, session: SessionDep) -> ModelOut:
+    """A model with all its versions and aliases."""
+    model = registry.get_model(session, name)
+    return model_out(session, model.name, model.created_at, True)
+
+
+@router.get("/{name}/versions/{version}", response_model=ModelVersionOut)
+def get_version(name: str, version: int, session: SessionDep) -> ModelVersionOut:
+    """One version with its held-out evaluation (the cube beside every baseline)."""
+    row = registry.get_version(session, name, version)
+    aliases = [a for a, vid in registry.aliases_of(session, name).items() if vid == row.id]
+    return ModelVersionOut.of(row, aliases)
+
+
+@router.put("/{name}/aliases/{alias}", response_model=AliasOut)
+def set_alias(name: str, alias: str, body: AliasUpdate, session: SessionDep) -> AliasOut:
+    """Point an alias at a version; serving follows at once."""
+    version = registry.set_alias(session, name, alias, body.version)
+    return AliasOut(model=name, alias=alias, version=version.version)
+
+
+@router.delete("/{name}/aliases/{alias}")
+def delete_alias(name: str, alias: str, session: SessionDep) -> dict:
+    """Drop an alias."""
+    registry.delete_alias(session, name, alias)
+    return {"object": "model.alias", "model": name, "alias": alias, "deleted": True}

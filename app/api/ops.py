@@ -1,0 +1,49 @@
+"""Operations: /livez (process up), /readyz (database, broker, storage reachable), /info."""
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from app import queue
+from app.api.deps import ModelCacheDep, SettingsDep, StorageDep
+from app.db import get_engine
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/livez")
+def livez() -> dict:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(settings: SettingsDep, storage: StorageDep) -> JSONResponse:
+    """Database, broker and storage are reachable (503 otherwise)."""
+    checks = {}
+    try:
+        with get_engine(settings.database).connect() as conn:
+            conn.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:  # report, never raise: this endpoint exists to say what is down
+        checks["database"] = f"error: {type(exc).__name__}"
+    checks["broker"] = "ok" if queue.broker_reachable(settings) else "error: unreachable"
+    checks["storage"] = "ok" if storage.writable() else "error: not writable"
+    ok = all(v == "ok" for v in checks.values())
+    return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
+
+
+@router.get("/info")
+def info(settings: SettingsDep, cache: ModelCacheDep) -> dict:
+    """Version, limits and loaded models."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        v = version("cube-service")
+    except PackageNotFoundError:
+        v = "unknown"
+    return {"version": v, "auth": settings.auth, "embedded": settings.embedded,
+            "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_transform_vectors": settings.max_transform_vectors,
+                       "min_pairs": settings.min_pairs},
+            "loaded_models": cache.loaded()}

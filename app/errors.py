@@ -1,0 +1,60 @@
+"""Domain exceptions and their one mapping to HTTP.
+
+    ServiceError
+     +-- InvalidRequest       400  malformed request (bad parameter)
+     +-- NotFound             404  unknown id or name
+     +-- Conflict             409  illegal state change (e.g. cancel a succeeded job)
+     +-- PayloadTooLarge      413  upload or request over a limit
+     +-- InvalidContent       422  content is invalid (dataset file errors carry line and field)
+     +-- NotReady             503  a dependency (database, broker, storage, teacher) is unavailable
+
+Services raise these; `app.main` renders every one as {"error": {type, code, message, param}}.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+class ServiceError(Exception):
+    status = 500
+    type = "server_error"
+    code = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None, param: str | None = None, **extra: Any):
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+        self.param = param
+        self.extra = {k: v for k, v in extra.items() if v is not None}
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"type": self.type, "code": self.code, "message": self.message, "param": self.param, **self.extra}}
+
+
+class InvalidRequest(ServiceError):
+    status, type, code = 400, "invalid_request_error", "invalid_request"
+
+
+class NotFound(ServiceError):
+    status, type, code = 404, "invalid_request_error", "not_found"
+
+
+class Conflict(ServiceError):
+    status, type, code = 409, "invalid_request_error", "conflict"
+
+
+class PayloadTooLarge(ServiceError):
+    status, type, code = 413, "invalid_request_error", "too_large"
+
+
+class InvalidContent(ServiceError):
+    status, type, code = 422, "invalid_request_error", "invalid_content"
+
+
+class NotReady(ServiceError):
+    status, type, code = 503, "server_error", "not_ready"
+
+
+def error_body(status: int, message: str, *, code: str, type: str = "invalid_request_error", param: str | None = None) -> dict:
+    return {"error": {"type": type, "code": code, "message": message, "param": param}}

@@ -1,0 +1,232 @@
+"""Request and response schemas (pydantic), apart from the ORM rows they are built from."""
+from __future__ import annotations
+
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app import models
+
+T = TypeVar("T")
+
+
+class ListOf(BaseModel, Generic[T]):
+    object: Literal["list"] = "list"
+    data: list[T]
+    has_more: bool = False
+
+
+# ---- datasets -------------------------------------------------------------------------------
+
+class DatasetOut(BaseModel):
+    id: str
+    object: Literal["dataset"] = "dataset"
+    created_at: int
+    name: str
+    kind: str
+    format: str
+    filename: str
+    bytes: int
+    sha256: str
+    num_pairs: int
+    dim_in: int | None
+    dim_out: int | None
+    teacher: str | None
+    status: str
+    error: str | None
+    metadata: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, d: models.Dataset) -> "DatasetOut":
+        return cls(id=d.id, created_at=int(d.created_at), name=d.name, kind=d.kind, format=d.format, filename=d.filename,
+                   bytes=d.bytes, sha256=d.sha256, num_pairs=d.num_pairs, dim_in=d.dim_in, dim_out=d.dim_out,
+                   teacher=d.teacher, status=d.status, error=d.error, metadata=d.metadata_)
+
+
+# ---- training jobs --------------------------------------------------------------------------
+
+class Architecture(BaseModel):
+    """`kind` plus the architecture's own fields (for the cube: grid, channels, steps, ...)."""
+    model_config = ConfigDict(extra="allow")
+    kind: Literal["cube", "linear", "mlp"] = "cube"
+
+
+class Validation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    fraction: float = 0.1
+    test_fraction: float | None = None
+    split_by: Literal["group"] = "group"
+
+
+class TrainingJobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dataset_id: str
+    mode: Literal["dialogue", "autoencoder", "translation"] = "dialogue"
+    architecture: Architecture = Field(default_factory=Architecture)
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    validation: Validation = Field(default_factory=Validation)
+    seed: int = 0
+    model: str | None = Field(None, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    metadata: dict[str, Any] | None = None
+
+
+class Progress(BaseModel):
+    epoch: int
+    n_epochs: int
+    step: int
+    total_steps: int | None
+    fraction: float
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class TrainingJobOut(BaseModel):
+    id: str
+    object: Literal["training_job"] = "training_job"
+    created_at: int
+    dataset_id: str
+    model: str
+    mode: str
+    architecture: dict[str, Any]
+    hyperparameters: dict[str, Any]
+    validation: dict[str, Any]
+    seed: int
+    status: str
+    progress: Progress
+    estimated_finish: int | None
+    metrics: dict[str, Any] | None
+    attempt: int
+    error: JobError | None
+    cancel_requested_at: int | None
+    started_at: int | None
+    finished_at: int | None
+    model_version_id: str | None
+    metadata: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, j: models.TrainingJob) -> "TrainingJobOut":
+        fraction = 1.0 if j.status == "succeeded" else (j.epoch / j.n_epochs if j.n_epochs else 0.0)
+        as_int = lambda t: None if t is None else int(t)  # noqa: E731
+        return cls(
+            id=j.id, created_at=int(j.created_at), dataset_id=j.dataset_id, model=j.model_name, mode=j.mode,
+            architecture={"kind": j.arch, **j.model_config_}, hyperparameters=j.hyperparameters, validation=j.split,
+            seed=j.seed, status=j.status,
+            progress=Progress(epoch=j.epoch, n_epochs=j.n_epochs, step=j.step, total_steps=j.total_steps,
+                              fraction=round(fraction, 4)),
+            estimated_finish=as_int(j.estimated_finish), metrics=j.metrics, attempt=j.attempt,
+            error=JobError(code=j.error_code, message=j.error_message or "") if j.error_code else None,
+            cancel_requested_at=as_int(j.cancel_requested_at), started_at=as_int(j.started_at),
+            finished_at=as_int(j.finished_at), model_version_id=j.model_version_id, metadata=j.metadata_,
+        )
+
+
+class EventOut(BaseModel):
+    id: str
+    object: Literal["training_job.event"] = "training_job.event"
+    created_at: int
+    level: str
+    type: str
+    message: str
+    data: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, e: models.JobEvent) -> "EventOut":
+        return cls(id=e.id, created_at=int(e.created_at), level=e.level, type=e.type, message=e.message, data=e.data)
+
+
+class MetricOut(BaseModel):
+    key: str
+    value: float
+    step: int
+    epoch: int
+    timestamp: float
+
+
+class CheckpointOut(BaseModel):
+    id: str
+    object: Literal["training_job.checkpoint"] = "training_job.checkpoint"
+    created_at: int
+    job_id: str
+    epoch: int
+    step: int
+    metrics: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, c: models.JobCheckpoint) -> "CheckpointOut":
+        return cls(id=c.id, created_at=int(c.created_at), job_id=c.job_id, epoch=c.epoch, step=c.step, metrics=c.metrics)
+
+
+# ---- models ---------------------------------------------------------------------------------
+
+class ModelVersionOut(BaseModel):
+    id: str
+    object: Literal["model.version"] = "model.version"
+    created_at: int
+    model: str
+    version: int
+    status: str
+    source_job_id: str
+    arch: str
+    dim_in: int
+    dim_out: int
+    teacher: str | None
+    parameters: int
+    evaluation: dict[str, Any]
+    aliases: list[str]
+
+    @classmethod
+    def of(cls, v: models.ModelVersion, aliases: list[str]) -> "ModelVersionOut":
+        return cls(id=v.id, created_at=int(v.created_at), model=v.model_name, version=v.version, status=v.status,
+                   source_job_id=v.source_job_id, arch=v.arch, dim_in=v.dim_in, dim_out=v.dim_out, teacher=v.teacher,
+                   parameters=v.parameters, evaluation=v.evaluation, aliases=sorted(aliases))
+
+
+class ModelOut(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created_at: int
+    latest_version: int | None
+    aliases: dict[str, int]
+    versions: list[ModelVersionOut] | None = None
+
+
+class AliasUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: int = Field(ge=1)
+
+
+class AliasOut(BaseModel):
+    object: Literal["model.alias"] = "model.alias"
+    model: str
+    alias: str
+    version: int
+
+
+# ---- transform ------------------------------------------------------------------------------
+
+class TransformRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str
+    version: int | None = Field(None, ge=1)
+    alias: str | None = None
+    input: list[list[float]] | list[str] | str
+    encoding_format: Literal["float", "base64"] = "float"
+    normalize: bool = False
+
+
+class EmbeddingOut(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class TransformResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[EmbeddingOut]
+    model: str
+    version: int
+    dim: int
+    usage: dict[str, int]

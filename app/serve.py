@@ -1,0 +1,83 @@
+"""Service processes: the API (uvicorn), a worker (Celery), migrations, and `cube up`, which runs
+migrations, one worker process and the API together on the embedded default."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from app.settings import Settings, get_settings
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def migrate(settings: Settings) -> None:
+    from app.migrate import upgrade
+
+    if settings.database.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.database)
+
+
+def run_api(settings: Settings, host: str, port: int) -> None:
+    import uvicorn
+
+    from app.main import create_app
+
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level)
+
+
+def run_worker(concurrency: int, pool: str, max_tasks_per_child: int | None, loglevel: str) -> None:
+    from worker.celery_app import celery_app
+
+    settings = get_settings()
+    argv = ["worker", "-Q", settings.training_queue, "-c", str(concurrency), "-P", pool, "-l", loglevel,
+            "--without-gossip", "--without-mingle", "-n", f"cube@%h-{os.getpid()}"]
+    if max_tasks_per_child:
+        argv += ["--max-tasks-per-child", str(max_tasks_per_child)]
+    celery_app.worker_main(argv)
+
+
+def banner(settings: Settings, host: str, port: int) -> str:
+    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    lines = [
+        "cube service (embedded: SQLite, SQL broker, local storage)",
+        f"  API       {base}/v1   docs {base}/docs   health {base}/readyz",
+        f"  data dir  {settings.data_dir.resolve()}",
+        f"  database  {settings.database}",
+        f"  broker    {settings.broker}",
+        "",
+        "  !!! AUTHENTICATION IS OFF: anyone who can reach this address can upload, train and transform. !!!",
+    ]
+    if host not in LOOPBACK:
+        lines.append(f"  !!! and it listens on {host}, not only on this machine: use --host 127.0.0.1 unless you mean it !!!")
+    return "\n".join(lines)
+
+
+def up(host: str, port: int, data_dir: str | None) -> int:
+    """Migrations, one Celery worker process, then uvicorn in this process; Ctrl-C stops both."""
+    if data_dir:
+        os.environ["CUBE_DATA_DIR"] = str(Path(data_dir).resolve())  # the worker child reads it through Settings
+        get_settings.cache_clear()
+    settings = get_settings()
+    migrate(settings)
+    print(banner(settings, host, port), flush=True)
+    worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--loglevel", "warning"], env=os.environ.copy())
+    try:
+        run_api(settings, host, port)
+    finally:
+        stop_process(worker)
+    return 0
+
+
+def stop_process(proc: subprocess.Popen, grace: float = 20.0) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)  # Celery's warm shutdown: finish or hand back the current task
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -1,0 +1,205 @@
+"""Datasets: validate an upload before anything is stored, then move it into storage and insert its row.
+
+Order matters so a failed upload leaves nothing behind: stream to a temp file (with the size limit),
+validate it, move it to its server-generated key, insert the row, commit; on any failure the temp or
+moved file is deleted and no row exists. Text pairs are validated here and encoded by a worker.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Callable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app import job_states
+from app.errors import Conflict, InvalidContent, InvalidRequest, NotFound, PayloadTooLarge
+from app.ids import new_id
+from app.models import Dataset, TrainingJob
+from app.queue import ENCODE_TASK
+from app.settings import Settings
+from app.storage import LocalStorage
+
+Enqueue = Callable[..., None]  # enqueue(task_name, *args)
+KINDS = ("text_pairs", "embedding_pairs")
+CHUNK = 1 << 20
+READY, VALIDATING, FAILED, DELETED = "ready", "validating", "failed", "deleted"
+
+
+@dataclass
+class Validated:
+    num_pairs: int
+    dim_in: int | None
+    dim_out: int | None
+
+
+def optional_module(name: str):
+    """A module of the text-support work that may not be installed yet (None if absent)."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name == name:
+            return None
+        raise
+
+
+def stream_to_temp(source: IO[bytes], directory: Path, limit: int) -> tuple[Path, int, str]:
+    """Copy the upload to a temp file in chunks; stop at the size limit. Returns (path, bytes, sha256)."""
+    fd, name = tempfile.mkstemp(dir=directory, prefix="upload-")
+    path, size, digest = Path(name), 0, hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while chunk := source.read(CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"file is larger than the limit of {limit} bytes", param="file", code="file_too_large")
+                digest.update(chunk)
+                out.write(chunk)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path, size, digest.hexdigest()
+
+
+def detect_format(path: Path, filename: str) -> str:
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head.startswith(b"PK"):
+        return "npz"
+    if head == b"PAR1":
+        return "parquet"
+    suffix = Path(filename).suffix.lower()
+    return {".csv": "csv", ".parquet": "parquet", ".npz": "npz"}.get(suffix, "jsonl")
+
+
+def file_error(exc) -> InvalidContent:
+    """A cube PairFileError as a 422 naming the line (text files), row (arrays) and field."""
+    return InvalidContent(exc.message, code="invalid_file", param="file", line=exc.line, field=exc.field, row=exc.row)
+
+
+def validate_file(path: Path, kind: str, fmt: str, settings: Settings) -> Validated:
+    from cube.pairs import PairFileError
+
+    try:
+        if kind == "embedding_pairs":
+            if fmt == "npz":
+                from cube.pairs import load_pairs_npz
+
+                data = load_pairs_npz(path, min_pairs=settings.min_pairs)
+            else:
+                import cube.pairs as pairs
+
+                if not hasattr(pairs, "load_pairs_file"):
+                    raise InvalidContent(f"embedding pairs as {fmt} are not supported by this build; upload NPZ",
+                                         code="unsupported_format", param="file")
+                data = pairs.load_pairs_file(path, fmt=fmt, min_pairs=settings.min_pairs)
+            return Validated(len(data), data.dim_in, data.dim_out)
+        if fmt not in ("jsonl", "csv"):
+            raise InvalidContent(f"text_pairs must be JSONL or CSV, got a {fmt} file; did you mean kind=embedding_pairs?",
+                                 code="wrong_kind", param="kind")
+        textpairs = optional_module("cube.textpairs")
+        if textpairs is None:
+            raise InvalidContent("text datasets need cube.textpairs, which this build does not have",
+                                 code="unsupported_kind", param="kind")
+        pairs_ = textpairs.load_text_pairs(path, fmt=fmt, min_pairs=settings.min_pairs)
+        return Validated(len(pairs_.inputs), None, None)
+    except PairFileError as exc:
+        raise file_error(exc) from None
+
+
+def check_teacher(kind: str, teacher: str | None) -> str | None:
+    if kind == "embedding_pairs":
+        return teacher  # informational: which space the vectors are in
+    teachers = optional_module("cube.teachers")
+    if teachers is None:
+        raise InvalidContent("text datasets need cube.teachers, which this build does not have", code="unsupported_kind",
+                             param="kind")
+    name = teacher or getattr(teachers, "DEFAULT_TEACHER", "minilm")
+    try:
+        teachers.get_teacher(name)
+    except (KeyError, ValueError) as exc:
+        raise InvalidRequest(f"unknown teacher {name!r}: {exc}", param="teacher", code="unknown_teacher") from None
+    return name
+
+
+def parse_metadata(raw: str | None) -> dict[str, Any] | None:
+    if raw in (None, ""):
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"metadata must be a JSON object: {exc}", param="metadata") from None
+    if not isinstance(value, dict):
+        raise InvalidRequest("metadata must be a JSON object", param="metadata")
+    return value
+
+
+def create_dataset(session: Session, settings: Settings, storage: LocalStorage, enqueue: Enqueue, source: IO[bytes], *,
+                   filename: str, kind: str, name: str | None, teacher: str | None, metadata: str | None) -> Dataset:
+    if kind not in KINDS:
+        raise InvalidRequest(f"kind must be one of {', '.join(KINDS)}, got {kind!r}", param="kind", code="invalid_kind")
+    meta = parse_metadata(metadata)
+    teacher = check_teacher(kind, teacher)
+    tmp, size, sha = stream_to_temp(source, storage.temp_dir(), settings.max_upload_bytes)
+    stored_key = None
+    try:
+        if size == 0:
+            raise InvalidContent("the file is empty", code="invalid_file", param="file", field="file")
+        fmt = detect_format(tmp, filename)
+        checked = validate_file(tmp, kind, fmt, settings)
+        ds_id = new_id("dataset")
+        stored_key = f"datasets/{ds_id}/data.{fmt}"
+        storage.put_file(tmp, stored_key)
+        ready = kind == "embedding_pairs"
+        dataset = Dataset(
+            id=ds_id, name=name or Path(filename).stem or ds_id, kind=kind, format=fmt, filename=filename, bytes=size,
+            sha256=sha, num_pairs=checked.num_pairs, dim_in=checked.dim_in, dim_out=checked.dim_out, teacher=teacher,
+            status=READY if ready else VALIDATING, error=None, storage_key=stored_key,
+            pairs_key=stored_key if ready else None, metadata_=meta, created_at=time.time(),
+        )
+        session.add(dataset)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        tmp.unlink(missing_ok=True)
+        if stored_key:
+            storage.delete(stored_key.rsplit("/", 1)[0])
+        raise
+    if not ready:
+        enqueue(ENCODE_TASK, dataset.id)  # after the commit: the worker must find the row
+    return dataset
+
+
+def get_dataset(session: Session, dataset_id: str) -> Dataset:
+    dataset = session.get(Dataset, dataset_id)
+    if dataset is None or dataset.status == DELETED:
+        raise NotFound(f"no dataset {dataset_id!r}", param="dataset_id")
+    return dataset
+
+
+def list_datasets(session: Session, after: str | None, limit: int) -> tuple[list[Dataset], bool]:
+    query = select(Dataset).where(Dataset.status != DELETED).order_by(Dataset.id.desc()).limit(limit + 1)
+    if after:
+        query = query.where(Dataset.id < after)
+    rows = list(session.scalars(query))
+    return rows[:limit], len(rows) > limit
+
+
+def delete_dataset(session: Session, storage: LocalStorage, dataset: Dataset) -> None:
+    """409 while an active job uses it; a dataset that finished jobs point at keeps a tombstone row."""
+    jobs = list(session.scalars(select(TrainingJob.status).where(TrainingJob.dataset_id == dataset.id)))
+    if any(s in job_states.ACTIVE for s in jobs):
+        raise Conflict(f"dataset {dataset.id} is used by an active training job", code="dataset_in_use")
+    if jobs:
+        dataset.status = DELETED
+    else:
+        session.delete(dataset)
+    session.commit()
+    storage.delete(f"datasets/{dataset.id}")

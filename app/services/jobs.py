@@ -1,0 +1,179 @@
+"""Training jobs from the API's side: create (resolve "auto", validate, commit, then enqueue), list,
+read, cancel, and the job's events, metrics and checkpoints."""
+from __future__ import annotations
+
+import time
+from dataclasses import fields
+from typing import Any, Callable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app import job_states
+from app.errors import Conflict, InvalidContent, InvalidRequest, NotFound, NotReady
+from app.ids import new_id
+from app.models import Dataset, JobCheckpoint, JobEvent, JobMetric, TrainingJob
+from app.queue import TRAIN_TASK
+from app.schemas import TrainingJobCreate
+from app.services.datasets import READY, VALIDATING, get_dataset
+
+Enqueue = Callable[..., None]
+
+
+def resolve_hyperparameters(given: dict[str, Any], num_pairs: int) -> dict[str, Any]:
+    """Every TrainConfig field with "auto" (or absent) replaced by a value; refuses unknown keys."""
+    from cube.config import ConfigError, TrainConfig
+
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise InvalidRequest(f"unknown hyperparameter(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}",
+                             param=f"hyperparameters.{unknown[0]}")
+    defaults = TrainConfig().to_dict()
+    train_pairs = max(1, int(num_pairs * 0.8))
+    auto = {
+        # A batch of at most a quarter of the training pairs keeps several steps per epoch on small sets.
+        "batch_size": min(defaults["batch_size"], 1 << (max(8, train_pairs // 4).bit_length() - 1)),
+        "warmup_steps": defaults["warmup_steps"],
+    }
+    resolved = {}
+    for key in sorted(known):
+        value = given.get(key, "auto")
+        resolved[key] = auto.get(key, defaults[key]) if value == "auto" else value
+    try:
+        TrainConfig.from_dict(resolved)
+    except (ConfigError, TypeError) as exc:
+        raise InvalidContent(str(exc), param="hyperparameters", code="invalid_hyperparameters") from None
+    return resolved
+
+
+def resolve_split(body: TrainingJobCreate) -> dict[str, Any]:
+    from cube.config import ConfigError, SplitConfig
+
+    fraction = body.validation.fraction
+    test = body.validation.test_fraction if body.validation.test_fraction is not None else fraction
+    split = {"val_fraction": fraction, "test_fraction": test, "seed": body.seed}
+    try:
+        SplitConfig.from_dict(split)
+    except ConfigError as exc:
+        raise InvalidContent(str(exc), param="validation.fraction", code="invalid_validation") from None
+    return {**split, "split_by": body.validation.split_by}
+
+
+def check_architecture(arch: str, shape: dict[str, Any], dataset: Dataset, mode: str) -> None:
+    from cube.config import ConfigError
+    from cube.models import check_model_config
+
+    if dataset.dim_in is None:
+        return  # text pairs: the teacher's dimension is known after encoding; the worker checks then
+    d_out = dataset.dim_in if mode == "autoencoder" else dataset.dim_out
+    try:
+        check_model_config(arch, {"d_in": dataset.dim_in, "d_out": d_out, **shape})
+    except (ConfigError, TypeError) as exc:
+        raise InvalidContent(str(exc), param="architecture", code="invalid_architecture") from None
+
+
+def add_event(session: Session, job_id: str, message: str, *, level: str = "info", type: str = "message",
+              data: dict[str, Any] | None = None) -> None:
+    session.add(JobEvent(id=new_id("event"), job_id=job_id, level=level, type=type, message=message, data=data,
+                         created_at=time.time()))
+
+
+def create_job(session: Session, enqueue: Enqueue, body: TrainingJobCreate) -> TrainingJob:
+    dataset = get_dataset(session, body.dataset_id)
+    if dataset.status not in (READY, VALIDATING):
+        raise Conflict(f"dataset {dataset.id} is {dataset.status}: {dataset.error or 'not usable'}", param="dataset_id",
+                       code="dataset_not_ready")
+    shape = body.architecture.model_extra or {}
+    check_architecture(body.architecture.kind, shape, dataset, body.mode)
+    hyper = resolve_hyperparameters(body.hyperparameters, dataset.num_pairs)
+    hyper["seed"] = body.seed
+    job = TrainingJob(
+        id=new_id("job"), dataset_id=dataset.id, model_name=body.model or default_model_name(dataset), mode=body.mode,
+        arch=body.architecture.kind, model_config_=shape, hyperparameters=hyper, split=resolve_split(body),
+        seed=body.seed, status=job_states.QUEUED if dataset.status == READY else job_states.VALIDATING_FILES,
+        attempt=0, epoch=0, n_epochs=hyper["n_epochs"], step=0, metadata_=body.metadata, created_at=time.time(),
+    )
+    session.add(job)
+    session.flush()  # the event's foreign key needs the job row first (no ORM relationship orders them)
+    add_event(session, job.id, f"job created ({job.status})")
+    session.commit()  # before enqueueing: the worker must find the row
+    if job.status == job_states.QUEUED:
+        submit(session, enqueue, job)
+    return job
+
+
+def submit(session: Session, enqueue: Enqueue, job: TrainingJob) -> None:
+    """Enqueue a committed job; if the broker is down the job fails at once rather than waiting forever."""
+    try:
+        enqueue(TRAIN_TASK, job.id)
+    except Exception as exc:  # kombu raises many kinds; all mean "not enqueued"
+        job_states.transition(job, job_states.FAILED)
+        job.error_code, job.error_message = "broker_unavailable", f"could not enqueue the job: {exc}"
+        session.commit()
+        raise NotReady("the job queue is unreachable; the job was not started", code="broker_unavailable") from None
+
+
+def default_model_name(dataset: Dataset) -> str:
+    safe = "".join(c if c.isalnum() or c in "._-" else "-" for c in dataset.name).strip("-._")
+    return safe[:200] or dataset.id
+
+
+def get_job(session: Session, job_id: str) -> TrainingJob:
+    job = session.get(TrainingJob, job_id)
+    if job is None:
+        raise NotFound(f"no training job {job_id!r}", param="job_id")
+    return job
+
+
+def list_jobs(session: Session, after: str | None, limit: int, status: str | None) -> tuple[list[TrainingJob], bool]:
+    if status is not None and status not in job_states.STATES:
+        raise InvalidRequest(f"status must be one of {', '.join(job_states.STATES)}", param="status")
+    query = select(TrainingJob).order_by(TrainingJob.id.desc()).limit(limit + 1)
+    if after:
+        query = query.where(TrainingJob.id < after)
+    if status:
+        query = query.where(TrainingJob.status == status)
+    rows = list(session.scalars(query))
+    return rows[:limit], len(rows) > limit
+
+
+def cancel_job(session: Session, job: TrainingJob) -> TrainingJob:
+    """Idempotent. A job not yet running is cancelled at once (its message, if delivered, finds
+    nothing to claim); a running one gets `cancel_requested_at`, which its training loop checks each epoch."""
+    if job.status == job_states.CANCELLED:
+        return job
+    if job.status in (job_states.SUCCEEDED, job_states.FAILED):
+        raise Conflict(f"job {job.id} already {job.status}", code="illegal_state", param="job_id")
+    if job.status in (job_states.QUEUED, job_states.VALIDATING_FILES):
+        # A row lock (PostgreSQL) keeps a worker's concurrent claim from slipping between read and write.
+        session.refresh(job, with_for_update=True)
+        if job.status in (job_states.QUEUED, job_states.VALIDATING_FILES):
+            job_states.transition(job, job_states.CANCELLED)
+            add_event(session, job.id, "cancelled before it started")
+            session.commit()
+            return job
+    if job.cancel_requested_at is None:
+        job.cancel_requested_at = time.time()
+        add_event(session, job.id, "cancel requested; stopping after the current epoch")
+        session.commit()
+    return job
+
+
+def list_events(session: Session, job: TrainingJob, after: str | None, limit: int) -> tuple[list[JobEvent], bool]:
+    query = select(JobEvent).where(JobEvent.job_id == job.id).order_by(JobEvent.id).limit(limit + 1)
+    if after:
+        query = query.where(JobEvent.id > after)
+    rows = list(session.scalars(query))
+    return rows[:limit], len(rows) > limit
+
+
+def list_metrics(session: Session, job: TrainingJob, key: str | None) -> list[JobMetric]:
+    query = select(JobMetric).where(JobMetric.job_id == job.id).order_by(JobMetric.id)
+    if key:
+        query = query.where(JobMetric.key == key)
+    return list(session.scalars(query))
+
+
+def list_checkpoints(session: Session, job: TrainingJob) -> list[JobCheckpoint]:
+    return list(session.scalars(select(JobCheckpoint).where(JobCheckpoint.job_id == job.id).order_by(JobCheckpoint.epoch)))

@@ -1,0 +1,108 @@
+"""The model registry: named models, their numbered versions (one per succeeded job) and aliases."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.errors import InvalidRequest, NotFound
+from app.ids import new_id
+from app.models import ModelAlias, ModelVersion, RegisteredModel, TrainingJob
+
+
+def register_version(session: Session, job: TrainingJob, *, arch: str, dim_in: int, dim_out: int, teacher: str | None,
+                     parameters: int, evaluation: dict[str, Any], artifact_key: str) -> ModelVersion:
+    """Insert the next version of the job's model, inside the caller's transaction. The unique
+    constraint on source_job_id makes a second registration for the same job fail (IntegrityError)."""
+    if session.get(RegisteredModel, job.model_name) is None:
+        session.add(RegisteredModel(name=job.model_name, created_at=time.time()))
+        session.flush()
+    latest = session.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.model_name == job.model_name)) or 0
+    version = ModelVersion(id=new_id("model_version"), model_name=job.model_name, version=latest + 1, status="ready",
+                           source_job_id=job.id, arch=arch, dim_in=dim_in, dim_out=dim_out, teacher=teacher,
+                           parameters=parameters, evaluation=evaluation, artifact_key=artifact_key, created_at=time.time())
+    session.add(version)
+    session.flush()
+    return version
+
+
+def get_model(session: Session, name: str) -> RegisteredModel:
+    model = session.get(RegisteredModel, name)
+    if model is None:
+        raise NotFound(f"no model {name!r}", param="model")
+    return model
+
+
+def list_models(session: Session, after: str | None, limit: int) -> tuple[list[RegisteredModel], bool]:
+    query = select(RegisteredModel).order_by(RegisteredModel.name).limit(limit + 1)
+    if after:
+        query = query.where(RegisteredModel.name > after)
+    rows = list(session.scalars(query))
+    return rows[:limit], len(rows) > limit
+
+
+def versions_of(session: Session, name: str) -> list[ModelVersion]:
+    return list(session.scalars(select(ModelVersion).where(ModelVersion.model_name == name).order_by(ModelVersion.version)))
+
+
+def aliases_of(session: Session, name: str) -> dict[str, str]:
+    """alias -> version id"""
+    return {a.alias: a.version_id for a in session.scalars(select(ModelAlias).where(ModelAlias.model_name == name))}
+
+
+def get_version(session: Session, name: str, number: int) -> ModelVersion:
+    version = session.scalar(select(ModelVersion).where(ModelVersion.model_name == name, ModelVersion.version == number))
+    if version is None:
+        get_model(session, name)
+        raise NotFound(f"model {name!r} has no version {number}", param="version")
+    return version
+
+
+def set_alias(session: Session, name: str, alias: str, number: int) -> ModelVersion:
+    if not alias or len(alias) > 100 or alias.isdigit():
+        raise InvalidRequest("an alias is 1-100 characters and not a number", param="alias")
+    version = get_version(session, name, number)
+    row = session.get(ModelAlias, (name, alias))
+    if row is None:
+        session.add(ModelAlias(model_name=name, alias=alias, version_id=version.id, updated_at=time.time()))
+    else:
+        row.version_id, row.updated_at = version.id, time.time()
+    try:
+        session.commit()
+    except IntegrityError:  # two PUTs racing to create the same alias: the other one won; apply ours on top
+        session.rollback()
+        row = session.get(ModelAlias, (name, alias))
+        row.version_id, row.updated_at = version.id, time.time()
+        session.commit()
+    return version
+
+
+def delete_alias(session: Session, name: str, alias: str) -> None:
+    get_model(session, name)
+    row = session.get(ModelAlias, (name, alias))
+    if row is None:
+        raise NotFound(f"model {name!r} has no alias {alias!r}", param="alias")
+    session.delete(row)
+    session.commit()
+
+
+def resolve(session: Session, name: str, version: int | None, alias: str | None) -> ModelVersion:
+    """By number, by alias, else the alias "latest" if set, else the highest version."""
+    get_model(session, name)
+    if version is not None and alias is not None:
+        raise InvalidRequest("give version or alias, not both", param="alias")
+    if version is not None:
+        return get_version(session, name, version)
+    row = session.get(ModelAlias, (name, alias or "latest"))
+    if row is not None:
+        return session.get(ModelVersion, row.version_id)
+    if alias is not None:
+        raise NotFound(f"model {name!r} has no alias {alias!r}", param="alias")
+    latest = session.scalar(select(ModelVersion).where(ModelVersion.model_name == name)
+                            .order_by(ModelVersion.version.desc()).limit(1))
+    if latest is None:
+        raise NotFound(f"model {name!r} has no versions yet", param="model")
+    return latest

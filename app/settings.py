@@ -1,0 +1,72 @@
+"""The service's settings: one pydantic-settings object, the only reader of the environment.
+
+Every variable has the prefix `CUBE_` (e.g. `CUBE_DATABASE_URL`). Unset URLs fall back to the
+embedded default under `data_dir`: SQLite for metadata, kombu's SQLAlchemy transport over SQLite as
+the broker, and local storage, so `cube up` needs no server.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CUBE_", extra="ignore")
+
+    data_dir: Path = Path("cube-data")
+    database_url: str | None = None        # default: sqlite:///<data_dir>/cube.db
+    broker_url: str | None = None          # default: sqla+sqlite:///<data_dir>/broker.db
+    broker_key_prefix: str = ""            # Redis key prefix (lets several deployments share one Redis)
+    storage_dir: Path | None = None        # default: <data_dir>/storage
+    training_queue: str = "training"
+
+    # Auth is a later issue; "none" is only meant for the embedded quickstart on loopback.
+    auth: Literal["none"] = "none"
+
+    max_upload_bytes: int = 512 * 1024 * 1024
+    min_pairs: int = 20
+    max_transform_vectors: int = 4096
+    model_cache_size: int = 8
+
+    # Delivery guarantees (see docs/service.md, "Jobs and workers").
+    max_attempts: int = 3                  # claims of one job before it is failed for good
+    job_lease_seconds: float = 600.0       # a running job whose heartbeat is older than this is presumed dead
+    visibility_timeout: int = 48 * 3600    # Redis: longer than the longest job, else it is redelivered while running
+    job_soft_time_limit: int = 24 * 3600
+    job_time_limit_grace: int = 300
+    broker_polling_interval: float = 0.2   # SQL broker: how often an idle worker looks for a job
+    teacher_cache_dir: Path | None = None  # default: <data_dir>/teacher-cache
+    # CPU threads per training process; 0 keeps torch's default (all cores). Several workers on one
+    # machine should split the cores: oversubscribed threads make small models many times slower.
+    torch_threads: int = 0
+
+    log_level: str = Field("info")
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'cube.db'}"
+
+    @property
+    def broker(self) -> str:
+        return self.broker_url or f"sqla+sqlite:///{self.data_dir.resolve() / 'broker.db'}"
+
+    @property
+    def storage_root(self) -> Path:
+        return (self.storage_dir or self.data_dir / "storage").resolve()
+
+    @property
+    def teacher_cache(self) -> Path:
+        return (self.teacher_cache_dir or self.data_dir / "teacher-cache").resolve()
+
+    @property
+    def embedded(self) -> bool:
+        return self.database.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

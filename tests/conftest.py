@@ -1,0 +1,144 @@
+"""Fixtures for the service tests (tests/app, tests/worker, tests/e2e): databases on SQLite and on a
+fresh, uniquely named PostgreSQL database per run (dropped after), Redis settings with a unique key
+prefix and queue, and small pair files. The cube library's tests need none of these."""
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+PG_ADMIN = os.environ.get("CUBE_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("CUBE_TEST_REDIS", "redis://127.0.0.1:6379/0")
+TABLES = ("model_aliases", "model_versions", "models", "job_checkpoints", "job_metrics", "job_events", "training_jobs",
+          "datasets")
+
+
+def _pg_admin():
+    import psycopg
+
+    return psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
+
+
+@pytest.fixture(scope="session")
+def pg_database_url():
+    """A fresh PostgreSQL database for this test run, migrated to head; dropped at the end."""
+    try:
+        admin = _pg_admin()
+    except Exception as exc:
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN}: {exc}")
+    name = f"cube_test_{uuid.uuid4().hex[:12]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    from app.migrate import upgrade
+
+    upgrade(url)
+    yield url
+    from app.db import get_engine
+
+    get_engine(url).dispose()
+    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+@pytest.fixture(scope="session")
+def redis_available():
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except Exception as exc:
+        pytest.skip(f"Redis not reachable at {REDIS_URL}: {exc}")
+    return REDIS_URL
+
+
+def _truncate(url: str) -> None:
+    from sqlalchemy import text
+
+    from app.db import get_engine
+
+    with get_engine(url).begin() as conn:
+        conn.execute(text("TRUNCATE " + ", ".join(TABLES) + " CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def settings(request, tmp_path):
+    """Service settings on an empty, migrated database of each kind, with storage in tmp_path."""
+    from app.settings import Settings
+
+    if request.param == "sqlite":
+        from app.migrate import upgrade
+
+        s = Settings(data_dir=tmp_path / "data", min_pairs=20, job_lease_seconds=5)
+        s.data_dir.mkdir(parents=True)
+        upgrade(s.database)
+    else:
+        url = request.getfixturevalue("pg_database_url")
+        _truncate(url)
+        s = Settings(data_dir=tmp_path / "data", database_url=url, min_pairs=20, job_lease_seconds=5)
+    return s
+
+
+@pytest.fixture
+def sqlite_settings(tmp_path):
+    from app.migrate import upgrade
+    from app.settings import Settings
+
+    s = Settings(data_dir=tmp_path / "data", job_lease_seconds=5)
+    s.data_dir.mkdir(parents=True)
+    upgrade(s.database)
+    return s
+
+
+class Recorder:
+    """Test double for the queue boundary: records (task, args) instead of sending."""
+
+    def __init__(self):
+        self.sent: list[tuple[str, tuple]] = []
+
+    def __call__(self, task, *args, countdown=None):
+        self.sent.append((task, args))
+
+
+@pytest.fixture
+def client_for():
+    """client_for(settings) -> (TestClient, Recorder)."""
+    from fastapi.testclient import TestClient
+
+    from app.api.deps import get_enqueue
+    from app.main import create_app
+
+    clients = []
+
+    def make(s):
+        recorder = Recorder()
+        app = create_app(s)
+        app.dependency_overrides[get_enqueue] = lambda: recorder
+        client = TestClient(app)
+        clients.append(client)
+        return client, recorder
+
+    yield make
+    for c in clients:
+        c.close()
+
+
+@pytest.fixture
+def client(settings, client_for):
+    return client_for(settings)
+
+
+@pytest.fixture(scope="session")
+def pairs_npz(tmp_path_factory) -> Path:
+    """400 synthetic 16d -> 16d pairs with a known nonlinear map."""
+    from cube.pairs import save_pairs_npz
+    from cube.synthetic import nonlinear_pairs
+
+    path = tmp_path_factory.mktemp("pairs") / "pairs.npz"
+    save_pairs_npz(path, nonlinear_pairs(n=400, d_in=16, d_out=16))
+    return path
+
+
+# A cube small enough that a job takes about a second (plus the baselines).
+TINY_CUBE = {"kind": "cube", "grid": [2, 2, 2], "channels": 4, "steps": 2, "hidden": 8}
