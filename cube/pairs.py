@@ -173,3 +173,152 @@ def split_pairs(data: PairData, cfg: SplitConfig) -> Split:
                 f"too few pairs (or groups) for a non-empty {name} split: {n} pairs in {len(uniq)} groups", field="group"
             )
     return split
+
+
+# --- Embedding pairs in other formats: Parquet and JSONL -------------------------------------------------
+
+PAIR_FORMATS = {".npz": "npz", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+
+def load_pairs_file(path: str | Path, *, fmt: str | None = None, min_pairs: int = MIN_PAIRS) -> PairData:
+    """Embedding pairs from NPZ, Parquet (list columns `input`, `target`, optional `group`,
+    `difficulty`) or JSONL (`{"input": [floats], "target": [floats], "group"?: str}` per line).
+    The format comes from the suffix unless `fmt` names it."""
+    if fmt is None:
+        suffix = Path(path).suffix.lower()
+        if suffix not in PAIR_FORMATS:
+            raise PairFileError(f"cannot tell the format of {Path(path).name!r} from its suffix; use one of "
+                                f"{', '.join(sorted(PAIR_FORMATS))} or name the format", field="file")
+        fmt = PAIR_FORMATS[suffix]
+    if fmt == "npz":
+        return load_pairs_npz(path, min_pairs=min_pairs)
+    if fmt == "parquet":
+        return load_pairs_parquet(path, min_pairs=min_pairs)
+    if fmt == "jsonl":
+        return load_pairs_jsonl(path, min_pairs=min_pairs)
+    raise PairFileError(f"unknown pair format {fmt!r}; known: npz, parquet, jsonl", field="file")
+
+
+def _vector_from_json(value, name: str, line: int, dim: int | None) -> list[float]:
+    if not isinstance(value, list):
+        raise PairFileError(f"line {line}: '{name}' must be a list of numbers, got {type(value).__name__}", field=name, line=line)
+    if not value:
+        raise PairFileError(f"line {line}: '{name}' is an empty list", field=name, line=line)
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise PairFileError(f"line {line}: '{name}' must hold only numbers, found {type(v).__name__}", field=name, line=line)
+        if not np.isfinite(v):  # json accepts NaN and Infinity tokens
+            raise PairFileError(f"line {line}: '{name}' contains NaN or Inf", field=name, line=line)
+    if dim is not None and len(value) != dim:
+        raise PairFileError(f"line {line}: '{name}' has {len(value)} numbers, earlier lines have {dim}", field=name, line=line)
+    return value
+
+
+def load_pairs_jsonl(path: str | Path, *, min_pairs: int = MIN_PAIRS) -> PairData:
+    import json
+
+    from cube.textpairs import decode_utf8
+
+    try:
+        text = decode_utf8(Path(path).read_bytes())
+    except OSError as exc:
+        raise PairFileError(f"cannot read {path}: {exc.strerror}", field="file") from None
+    xs, ys, gs, ds = [], [], [], []
+    dims: dict[str, int | None] = {"input": None, "target": None}
+    has_group = has_difficulty = None
+    for line, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise PairFileError(f"line {line}: not valid JSON ({exc.msg} at column {exc.colno})", field="line", line=line) from None
+        if not isinstance(obj, dict):
+            raise PairFileError(f"line {line}: expected a JSON object, got {type(obj).__name__}", field="line", line=line)
+        for name in ("input", "target"):
+            if name not in obj:
+                raise PairFileError(f"line {line}: missing field '{name}'", field=name, line=line)
+            vec = _vector_from_json(obj[name], name, line, dims[name])
+            dims[name] = len(vec)
+            (xs if name == "input" else ys).append(vec)
+        for name, store in (("group", gs), ("difficulty", ds)):
+            present = obj.get(name) is not None
+            first = has_group if name == "group" else has_difficulty
+            if first is None:
+                first = present
+                if name == "group":
+                    has_group = present
+                else:
+                    has_difficulty = present
+            if first != present:
+                raise PairFileError(f"line {line}: '{name}' must be given on every line or on none", field=name, line=line)
+            if not present:
+                continue
+            value = obj[name]
+            if name == "group" and (isinstance(value, bool) or not isinstance(value, (str, int))):
+                raise PairFileError(f"line {line}: 'group' must be a string, got {type(value).__name__}", field=name, line=line)
+            if name == "difficulty" and (isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value)):
+                raise PairFileError(f"line {line}: 'difficulty' must be a finite number", field=name, line=line)
+            store.append(str(value) if name == "group" else float(value))
+    if not xs:
+        raise PairFileError("the file holds no pairs", field="file")
+    return validate_pairs(np.array(xs, dtype=np.float64), np.array(ys, dtype=np.float64),
+                          groups=np.array(gs, dtype=str) if has_group else None,
+                          difficulty=np.array(ds, dtype=np.float64) if has_difficulty else None, min_pairs=min_pairs)
+
+
+def _parquet_matrix(table, name: str) -> np.ndarray:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    col = table.column(name).combine_chunks()
+    if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type) or pa.types.is_fixed_size_list(col.type)):
+        raise PairFileError(f"column '{name}' must be a list of floats, got type {col.type}", field=name)
+    if not (pa.types.is_floating(col.type.value_type) or pa.types.is_integer(col.type.value_type)):
+        raise PairFileError(f"column '{name}' must hold floats, got {col.type.value_type}", field=name)
+    if col.null_count:
+        row = int(np.argmax(col.is_null().to_numpy(zero_copy_only=False)))
+        raise PairFileError(f"column '{name}' row {row} is null", field=name, row=row)
+    lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
+    if len(lengths) == 0:
+        raise PairFileError("the file holds no pairs", field="file")
+    if lengths[0] == 0 or (lengths != lengths[0]).any():
+        row = int(np.argmax(lengths != lengths[0])) if lengths[0] else 0
+        raise PairFileError(f"column '{name}' row {row} has {lengths[row]} numbers, row 0 has {lengths[0]}", field=name, row=row)
+    values = col.flatten()
+    if values.null_count:
+        row = int(np.argmax(values.is_null().to_numpy(zero_copy_only=False))) // int(lengths[0])
+        raise PairFileError(f"column '{name}' row {row} contains a null number", field=name, row=row)
+    return values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False).reshape(len(col), int(lengths[0]))
+
+
+def load_pairs_parquet(path: str | Path, *, min_pairs: int = MIN_PAIRS) -> PairData:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise PairFileError(f"not a readable Parquet file: {exc}", field="file") from None
+    names = set(table.column_names)
+    for required in ("input", "target"):
+        if required not in names:
+            raise PairFileError(f"missing column '{required}' (found: {', '.join(sorted(names)) or 'none'})", field=required)
+    if table.num_rows == 0:
+        raise PairFileError("the file holds no pairs", field="file")
+    x, y = _parquet_matrix(table, "input"), _parquet_matrix(table, "target")
+    groups = difficulty = None
+    if "group" in names:
+        g = table.column("group")
+        if g.null_count:
+            row = int(np.argmax(g.is_null().to_numpy(zero_copy_only=False)))
+            raise PairFileError(f"column 'group' row {row} is null", field="group", row=row)
+        if not (pa.types.is_string(g.type) or pa.types.is_large_string(g.type) or pa.types.is_integer(g.type)):
+            raise PairFileError(f"column 'group' must hold strings, got type {g.type}", field="group")
+        groups = np.array([str(v) for v in g.to_pylist()])
+    if "difficulty" in names:
+        d = table.column("difficulty")
+        if d.null_count or not (pa.types.is_floating(d.type) or pa.types.is_integer(d.type)):
+            raise PairFileError("column 'difficulty' must hold numbers without nulls", field="difficulty")
+        difficulty = d.to_numpy()
+    return validate_pairs(x, y, groups=groups, difficulty=difficulty, min_pairs=min_pairs)

