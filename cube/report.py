@@ -43,7 +43,13 @@ def write_markdown(report: dict[str, Any], path: str | Path) -> None:
     head = (f"# Held-out evaluation\n\n{n['train']} training, {n['val']} validation, {n['test']} test pairs. "
             f"Retrieval of each input's true target among all {n['test']} test targets (cosine). "
             + (f"Trainable methods: mean ± 95% interval over {seeds} seeds.\n\n" if seeds > 1 else "One seed.\n\n"))
-    Path(path).write_text(head + markdown_table(report) + "\n")
+    # Mean cosine means little on anisotropic embeddings: say what a constant output already scores.
+    constant = next(iter(report["methods"].values())).get("constant_cosine")
+    foot = ("" if constant is None else
+            f"\nThe constant predictor (the mean training target) scores a mean cosine of {constant:.3f}; "
+            "a method's mean cosine is informative only above it. Spread: per-dimension spread of the "
+            "predictions relative to the targets' (near 0 = collapsed).\n")
+    Path(path).write_text(head + markdown_table(report) + "\n" + foot)
 
 
 def write_plot(history: list[dict[str, Any]], path: str | Path, title: str = "") -> None:
