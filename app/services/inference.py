@@ -85,7 +85,8 @@ def parse_input(req: TransformRequest, version: ModelVersion, limit: int) -> np.
             if len(row) != d:
                 raise InvalidContent(f"input[{i}] has {len(row)} values; model {version.model_name} v{version.version} "
                                      f"expects {d}", param=f"input[{i}]", code="dimension_mismatch")
-        x = np.asarray(req.input, dtype=np.float32)
+        with np.errstate(over="ignore"):  # values beyond float32 become inf, refused just below
+            x = np.asarray(req.input, dtype=np.float32)
     if len(x) > limit:
         raise PayloadTooLarge(f"at most {limit} vectors per request, got {len(x)}", param="input")
     bad = ~np.isfinite(x).all(axis=1)

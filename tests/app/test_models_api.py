@@ -1,0 +1,99 @@
+"""Model versions, aliases and /v1/transform (versions made by calling the pipeline directly)."""
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import pytest
+
+from app.services import training
+from tests.conftest import TINY_CUBE
+
+
+def train_version(c, settings, pairs_npz) -> None:
+    ds = c.post("/v1/datasets", files={"file": ("p.npz", pairs_npz.read_bytes())}, data={"kind": "embedding_pairs"}).json()["id"]
+    job = c.post("/v1/training-jobs", json={"dataset_id": ds, "model": "m", "architecture": TINY_CUBE,
+                                            "hyperparameters": {"n_epochs": 1}}).json()
+    training.run_job(settings, job["id"], "w1")
+
+
+@pytest.fixture
+def trained(client, settings, pairs_npz):
+    """Model "m" with two versions (two succeeded jobs)."""
+    c, _ = client
+    train_version(c, settings, pairs_npz)
+    train_version(c, settings, pairs_npz)
+    return c
+
+
+def test_versions_and_evaluation(trained):
+    c = trained
+    models = c.get("/v1/models").json()
+    assert [m["id"] for m in models["data"]] == ["m"] and models["data"][0]["latest_version"] == 2
+    model = c.get("/v1/models/m").json()
+    assert [v["version"] for v in model["versions"]] == [1, 2]
+    v1 = c.get("/v1/models/m/versions/1").json()
+    assert v1["id"].startswith("mv_") and v1["status"] == "ready" and v1["parameters"] > 0
+    ev = v1["evaluation"]
+    assert ev["main"] == "cube" and ev["n"]["test"] > 0 and "recall_at_1" in ev["methods"]["ridge"]
+    assert c.get("/v1/models/m/versions/9").status_code == 404
+    assert c.get("/v1/models/nope").status_code == 404
+
+
+def test_transform_floats_and_base64(trained):
+    c = trained
+    x = np.random.default_rng(1).standard_normal((3, 16)).astype(np.float32)
+    r = c.post("/v1/transform", json={"model": "m", "input": x.tolist()})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["object"] == "list" and body["version"] == 2 and body["usage"] == {"vectors": 3} and body["dim"] == 16
+    y = np.array([d["embedding"] for d in body["data"]])
+    assert y.shape == (3, 16) and [d["index"] for d in body["data"]] == [0, 1, 2]
+    assert r.headers["x-model-version"].startswith("mv_") and float(r.headers["x-inference-time"]) >= 0
+    b64 = base64.b64encode(x.astype("<f4").tobytes()).decode()
+    r2 = c.post("/v1/transform", json={"model": "m", "version": 2, "input": b64, "encoding_format": "base64",
+                                       "normalize": True}).json()
+    y2 = np.stack([np.frombuffer(base64.b64decode(d["embedding"]), "<f4") for d in r2["data"]])
+    assert np.allclose(y2, y / np.linalg.norm(y, axis=1, keepdims=True), atol=1e-5)
+
+
+def test_alias_moves_serving_at_once(trained):
+    c = trained
+    assert c.put("/v1/models/m/aliases/prod", json={"version": 1}).json() == {"object": "model.alias", "model": "m",
+                                                                              "alias": "prod", "version": 1}
+    x = [[0.1] * 16]
+    assert c.post("/v1/transform", json={"model": "m", "alias": "prod", "input": x}).json()["version"] == 1
+    assert c.get("/v1/models/m/versions/1").json()["aliases"] == ["prod"]
+    c.put("/v1/models/m/aliases/prod", json={"version": 2})
+    assert c.post("/v1/transform", json={"model": "m", "alias": "prod", "input": x}).json()["version"] == 2
+    assert c.get("/v1/models/m").json()["aliases"] == {"prod": 2}
+    assert c.delete("/v1/models/m/aliases/prod").status_code == 200
+    r = c.post("/v1/transform", json={"model": "m", "alias": "prod", "input": x})
+    assert r.status_code == 404 and r.json()["error"]["param"] == "alias"
+    assert c.put("/v1/models/m/aliases/prod", json={"version": 7}).status_code == 404
+    assert c.put("/v1/models/m/aliases/prod", json={"version": 0}).status_code == 400
+
+
+BAD_REQUESTS = [
+    ({"model": "m", "input": [[0.1] * 15]}, 422, "dimension_mismatch"),
+    ({"model": "m", "input": [[0.1] * 16, [0.1] * 17]}, 422, "dimension_mismatch"),
+    ({"model": "m", "input": []}, 422, "empty_input"),
+    ({"model": "m", "input": [[1e39] * 16]}, 422, "non_finite"),
+    ({"model": "m", "input": "not base64!!"}, 400, "invalid_request"),
+    ({"model": "m", "input": base64.b64encode(b"\0" * 12).decode()}, 422, "dimension_mismatch"),
+    ({"model": "m", "input": ["some text"]}, 422, "text_not_supported"),
+    ({"model": "m", "input": [[0.1] * 16] * 5000}, 413, "too_large"),
+    ({"model": "nope", "input": [[0.1] * 16]}, 404, "not_found"),
+    ({"model": "m", "version": 1, "alias": "prod", "input": [[0.1] * 16]}, 400, "invalid_request"),
+    ({"model": "m"}, 400, "invalid_request"),
+]
+
+
+def test_bad_transform_requests(trained):
+    for body, status, code in BAD_REQUESTS:
+        r = trained.post("/v1/transform", json=body)
+        assert r.status_code == status, (body, r.text)
+        assert r.json()["error"]["code"] == code, (body, r.text)
+    r = trained.post("/v1/transform", content=b'{"model": "m", "input": [[NaN' + b', 0.1' * 15 + b']]}',
+                     headers={"content-type": "application/json"})
+    assert r.status_code in (400, 422), r.text

@@ -1,0 +1,150 @@
+"""The training pipeline called directly (no queue): claim, progress, cancel, failure, resume,
+exactly one model version."""
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import func, select, update
+
+from app import job_states
+from app.db import session_scope
+from app.models import ModelVersion, TrainingJob
+from app.services import training
+from tests.conftest import TINY_CUBE
+
+
+@pytest.fixture
+def new_job(client, pairs_npz):
+    c, _ = client
+
+    def make(n_epochs=3, **extra):
+        ds = c.post("/v1/datasets", files={"file": ("p.npz", pairs_npz.read_bytes())},
+                    data={"kind": "embedding_pairs", "name": "pipe"}).json()["id"]
+        body = {"dataset_id": ds, "architecture": TINY_CUBE,
+                "hyperparameters": {"n_epochs": n_epochs, "early_stopping_patience": 0}, **extra}
+        r = c.post("/v1/training-jobs", json=body)
+        assert r.status_code == 202, r.text
+        return r.json()["id"]
+    return make
+
+
+def versions(settings, job_id):
+    with session_scope(settings.database) as s:
+        return s.scalar(select(func.count()).select_from(ModelVersion).where(ModelVersion.source_job_id == job_id))
+
+
+def test_job_runs_to_a_model_version(client, settings, new_job):
+    c, _ = client
+    job_id = new_job(n_epochs=3)
+    assert training.run_job(settings, job_id, "w1").outcome == "claimed"
+    job = c.get(f"/v1/training-jobs/{job_id}").json()
+    assert job["status"] == "succeeded" and job["progress"]["epoch"] == 3 and job["progress"]["fraction"] == 1.0
+    assert job["attempt"] == 1 and job["started_at"] <= job["finished_at"] and job["metrics"]["val_mrr"] >= 0
+    metrics = c.get(f"/v1/training-jobs/{job_id}/metrics?key=train_loss").json()["data"]
+    assert [m["epoch"] for m in metrics] == [1, 2, 3]
+    assert [cp["epoch"] for cp in c.get(f"/v1/training-jobs/{job_id}/checkpoints").json()["data"]] == [2, 3]
+    kinds = [e["type"] for e in c.get(f"/v1/training-jobs/{job_id}/events").json()["data"]]
+    assert kinds.count("metrics") == 3
+    v = c.get("/v1/models/pipe/versions/1").json()
+    assert v["source_job_id"] == job_id and v["id"] == job["model_version_id"] and (v["dim_in"], v["dim_out"]) == (16, 16)
+    assert {"cube", "ridge", "mean", "linear", "mlp", "identity", "procrustes"} <= set(v["evaluation"]["methods"])
+    # A duplicate delivery after success changes nothing.
+    assert training.run_job(settings, job_id, "w2").outcome == "finished"
+    assert versions(settings, job_id) == 1
+
+
+def test_second_claim_of_a_live_job_is_refused(settings, new_job):
+    job_id = new_job()
+    assert training.claim_job(settings, job_id, "w1").outcome == "claimed"
+    busy = training.claim_job(settings, job_id, "w2")
+    assert busy.outcome == "busy" and 0 < busy.retry_in <= settings.job_lease_seconds + 1
+
+
+def test_a_dead_workers_job_is_reclaimed_until_the_cap(settings, new_job):
+    job_id = new_job()
+    stale = time.time() - settings.job_lease_seconds - 1
+    for attempt in range(1, settings.max_attempts + 1):
+        claim = training.claim_job(settings, job_id, f"w{attempt}")
+        assert (claim.outcome, claim.attempt) == ("claimed", attempt)
+        with session_scope(settings.database) as s:
+            s.execute(update(TrainingJob).where(TrainingJob.id == job_id).values(heartbeat_at=stale))
+    assert training.claim_job(settings, job_id, "w9").outcome == "exhausted"
+    with session_scope(settings.database) as s:
+        job = s.get(TrainingJob, job_id)
+        assert job.status == job_states.FAILED and job.error_code == "too_many_attempts"
+
+
+def test_training_that_raises_fails_the_job(client, settings, new_job, monkeypatch):
+    import cube.experiment
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("the GPU caught fire")
+
+    monkeypatch.setattr(cube.experiment, "run_experiment", explode)
+    c, _ = client
+    job_id = new_job()
+    training.run_job(settings, job_id, "w1")
+    job = c.get(f"/v1/training-jobs/{job_id}").json()
+    assert job["status"] == "failed"
+    assert job["error"] == {"code": "training_error", "message": "RuntimeError: the GPU caught fire"}
+    assert versions(settings, job_id) == 0
+
+
+def test_cancel_request_stops_after_the_epoch(client, settings, new_job, monkeypatch):
+    c, _ = client
+    job_id = new_job(n_epochs=50)
+    original = training.ProgressRecorder.on_epoch_end
+
+    def cancel_at_epoch_2(self, report):
+        if report.epoch == 2:
+            c.post(f"/v1/training-jobs/{job_id}/cancel")
+        original(self, report)
+
+    monkeypatch.setattr(training.ProgressRecorder, "on_epoch_end", cancel_at_epoch_2)
+    training.run_job(settings, job_id, "w1")
+    job = c.get(f"/v1/training-jobs/{job_id}").json()
+    assert job["status"] == "cancelled" and job["progress"]["epoch"] == 2
+    assert job["model_version_id"] is None and versions(settings, job_id) == 0
+
+
+def test_a_killed_job_resumes_from_its_checkpoint(client, settings, new_job, monkeypatch):
+    c, _ = client
+    job_id = new_job(n_epochs=4)
+    original = training.ProgressRecorder.on_epoch_end
+
+    class WorkerKilled(BaseException):
+        """Stands in for SIGKILL: nothing after it runs (BaseException passes every handler)."""
+
+    def die_at_epoch_2(self, report):
+        original(self, report)
+        if report.epoch == 2:
+            raise WorkerKilled()
+
+    monkeypatch.setattr(training.ProgressRecorder, "on_epoch_end", die_at_epoch_2)
+    with pytest.raises(WorkerKilled):
+        training.run_job(settings, job_id, "w1")
+    monkeypatch.setattr(training.ProgressRecorder, "on_epoch_end", original)
+    assert c.get(f"/v1/training-jobs/{job_id}").json()["status"] == "running"
+    # The lease has not run out: a new delivery must wait, not train twice.
+    assert training.run_job(settings, job_id, "w2").outcome == "busy"
+    with session_scope(settings.database) as s:
+        s.execute(update(TrainingJob).where(TrainingJob.id == job_id)
+                  .values(heartbeat_at=time.time() - settings.job_lease_seconds - 1))
+    assert training.run_job(settings, job_id, "w2").outcome == "claimed"
+    job = c.get(f"/v1/training-jobs/{job_id}").json()
+    assert job["status"] == "succeeded" and job["attempt"] == 2
+    messages = [e["message"] for e in c.get(f"/v1/training-jobs/{job_id}/events").json()["data"]]
+    assert "resumed from epoch 2" in messages
+    epochs = [m["epoch"] for m in c.get(f"/v1/training-jobs/{job_id}/metrics?key=train_loss").json()["data"]]
+    assert epochs == [1, 2, 3, 4]  # epochs 1-2 once, before the kill; 3-4 after the resume
+    assert versions(settings, job_id) == 1
+
+
+def test_recovery_reenqueues_running_jobs(settings, new_job):
+    job_id = new_job()
+    training.claim_job(settings, job_id, "w1")
+    sent = []
+    assert training.recover_stale_jobs(settings, lambda task, *a, countdown=None: sent.append((task, a, countdown))) == [job_id]
+    (task, args, countdown), = sent
+    assert task == "cube.train_job" and args == (job_id,) and 0 < countdown <= settings.job_lease_seconds + 1
