@@ -1,0 +1,196 @@
+"""End to end: the API (in process) and real `cube worker` processes on real Redis and PostgreSQL.
+
+upload -> job -> succeeded -> model version with its evaluation -> transform; cancel while running;
+kill -9 a worker mid-job and resume on a new one; a job whose training raises. Every wait polls
+with a deadline. Each test gets its own queue, Redis key prefix and data directory.
+"""
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import TINY_CUBE, _truncate
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+SLOWER_CUBE = {"kind": "cube", "grid": [2, 2, 2], "channels": 4, "steps": 4, "hidden": 16}
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Service:
+    """The API in process (TestClient) plus worker processes, all on one PostgreSQL + Redis setup."""
+
+    def __init__(self, db_url: str, redis_url: str, data_dir: Path):
+        tag = uuid.uuid4().hex[:10]
+        self.env = {**os.environ, "CUBE_DATABASE_URL": db_url, "CUBE_BROKER_URL": redis_url,
+                    "CUBE_BROKER_KEY_PREFIX": f"cube-test-{tag}:", "CUBE_TRAINING_QUEUE": f"training-{tag}",
+                    "CUBE_DATA_DIR": str(data_dir), "CUBE_JOB_LEASE_SECONDS": "2", "CUBE_TORCH_THREADS": "1",
+                    "PYTHONPATH": str(ROOT)}
+        from fastapi.testclient import TestClient
+
+        from app.main import create_app
+        from app.settings import Settings
+
+        self.settings = Settings(database_url=db_url, broker_url=redis_url, broker_key_prefix=self.env["CUBE_BROKER_KEY_PREFIX"],
+                                 training_queue=self.env["CUBE_TRAINING_QUEUE"], data_dir=data_dir, job_lease_seconds=2)
+        self.client = TestClient(create_app(self.settings))
+        self.workers: list[tuple[subprocess.Popen, Path]] = []
+        self.data_dir = data_dir
+
+    def start_worker(self) -> subprocess.Popen:
+        log = self.data_dir / f"worker-{len(self.workers)}.log"
+        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--loglevel", "info"], cwd=ROOT, env=self.env,
+                                stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+        self.workers.append((proc, log))
+        wait_for(lambda: b"ready." in log.read_bytes() or proc.poll() is not None, 90, "the worker to start")
+        assert proc.poll() is None, log.read_text()[-3000:]
+        return proc
+
+    def kill_worker(self, proc: subprocess.Popen, sig=signal.SIGKILL) -> None:
+        try:
+            os.killpg(proc.pid, sig)  # the Celery parent and its pool child
+        except ProcessLookupError:
+            pass
+        proc.wait(30)
+
+    def close(self) -> None:
+        for proc, _ in self.workers:
+            if proc.poll() is None:
+                self.kill_worker(proc, signal.SIGTERM)
+        self.client.close()
+        import redis
+
+        r = redis.Redis.from_url(self.settings.broker)
+        keys = list(r.scan_iter(match=self.env["CUBE_BROKER_KEY_PREFIX"] + "*"))
+        if keys:
+            r.delete(*keys)
+
+    def logs(self) -> str:
+        return "\n".join(log.read_text(errors="replace")[-2000:] for _, log in self.workers)
+
+    # ---- API helpers
+    def upload(self, data) -> str:
+        from cube.pairs import save_pairs_npz
+
+        buf = io.BytesIO()
+        save_pairs_npz(buf, data)
+        r = self.client.post("/v1/datasets", files={"file": ("pairs.npz", buf.getvalue())},
+                             data={"kind": "embedding_pairs", "name": "e2e"})
+        assert r.status_code == 201, r.text
+        return r.json()["id"]
+
+    def submit(self, dataset_id: str, arch=TINY_CUBE, n_epochs=3, model="e2e") -> str:
+        r = self.client.post("/v1/training-jobs", json={
+            "dataset_id": dataset_id, "model": model, "architecture": arch,
+            "hyperparameters": {"n_epochs": n_epochs, "early_stopping_patience": 0}})
+        assert r.status_code == 202, r.text
+        return r.json()["id"]
+
+    def job(self, job_id: str) -> dict:
+        return self.client.get(f"/v1/training-jobs/{job_id}").json()
+
+    def wait_status(self, job_id: str, statuses, timeout: float) -> dict:
+        try:
+            return wait_for(lambda: (j := self.job(job_id))["status"] in statuses and j, timeout, f"{job_id} to be {statuses}")
+        except AssertionError:
+            print(self.logs())
+            raise
+
+
+@pytest.fixture
+def service(pg_database_url, redis_available, tmp_path):
+    _truncate(pg_database_url)
+    svc = Service(pg_database_url, redis_available, tmp_path / "data")
+    yield svc
+    svc.close()
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    from cube.synthetic import nonlinear_pairs
+
+    return nonlinear_pairs(n=400, d_in=16, d_out=16)
+
+
+def test_upload_train_register_transform(service, pairs):
+    service.start_worker()
+    ds = service.upload(pairs)
+    job_id = service.submit(ds)
+    job = service.wait_status(job_id, {"succeeded", "failed"}, 60)
+    assert job["status"] == "succeeded", job
+    assert job["progress"]["epoch"] == 3 and job["attempt"] == 1 and job["metrics"]
+    version = service.client.get("/v1/models/e2e/versions/1").json()
+    assert version["id"] == job["model_version_id"] and version["source_job_id"] == job_id
+    assert set(version["evaluation"]["methods"]) >= {"cube", "ridge", "mlp", "linear", "mean"}
+    x = pairs.input[:5]
+    r = service.client.post("/v1/transform", json={"model": "e2e", "input": x.tolist()})
+    assert r.status_code == 200, r.text
+    y = np.array([d["embedding"] for d in r.json()["data"]])
+    assert y.shape == (5, 16) and np.isfinite(y).all()
+
+
+def test_cancel_while_running_frees_the_worker(service, pairs):
+    service.start_worker()
+    ds = service.upload(pairs)
+    job_id = service.submit(ds, arch=SLOWER_CUBE, n_epochs=500)
+    wait_for(lambda: service.job(job_id)["progress"]["epoch"] >= 1, 60, "the first epoch")
+    r = service.client.post(f"/v1/training-jobs/{job_id}/cancel").json()
+    at_cancel = r["progress"]["epoch"]
+    job = service.wait_status(job_id, {"cancelled", "failed", "succeeded"}, 30)
+    assert job["status"] == "cancelled", job
+    assert job["progress"]["epoch"] <= at_cancel + 2  # the epoch running at the request, plus a race of one
+    assert job["model_version_id"] is None
+    assert service.client.get("/v1/models/e2e").status_code == 404
+    # The worker is free again: the next job runs to the end.
+    nxt = service.submit(ds)
+    assert service.wait_status(nxt, {"succeeded", "failed"}, 60)["status"] == "succeeded"
+
+
+def test_kill_9_mid_job_resumes_from_checkpoint(service, pairs):
+    first = service.start_worker()
+    ds = service.upload(pairs)
+    job_id = service.submit(ds, arch=SLOWER_CUBE, n_epochs=40)
+    wait_for(lambda: service.job(job_id)["progress"]["epoch"] >= 3, 60, "epoch 3")
+    service.kill_worker(first)
+    epoch_at_kill = service.job(job_id)["progress"]["epoch"]
+    assert service.job(job_id)["status"] == "running"
+    service.start_worker()
+    job = service.wait_status(job_id, {"succeeded", "failed", "cancelled"}, 120)
+    assert job["status"] == "succeeded", job
+    assert job["attempt"] == 2 and job["progress"]["epoch"] == 40
+    events = service.client.get(f"/v1/training-jobs/{job_id}/events?limit=100").json()["data"]
+    resumed = [e for e in events if e["message"].startswith("resumed from epoch")]
+    assert len(resumed) == 1 and 1 <= resumed[0]["data"]["resumed_from"] <= epoch_at_kill
+    model = service.client.get("/v1/models/e2e").json()
+    assert [v["source_job_id"] for v in model["versions"]] == [job_id]  # exactly one version
+
+
+def test_training_that_raises_fails_the_job(service, pairs):
+    from cube.pairs import PairData
+
+    service.start_worker()
+    # One conversation holds every pair: the held-out split cannot be made, so training raises.
+    one_group = PairData(pairs.input, pairs.target, np.array(["same"] * len(pairs)))
+    job_id = service.submit(service.upload(one_group))
+    job = service.wait_status(job_id, {"succeeded", "failed"}, 60)
+    assert job["status"] == "failed" and job["error"]["message"], job
+    assert "split" in job["error"]["message"]
+    assert service.client.get("/v1/models/e2e").status_code == 404
