@@ -14,7 +14,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-run: demo
+# The whole service on the embedded default (SQLite, a SQL broker, local storage, one worker):
+# migrations, then the API on http://127.0.0.1:8000 (see docs/service.md). Ctrl-C stops it.
+run: install
+	$(VENV)/bin/cube up --host 127.0.0.1 --port 8000
 
 # A small local training run: synthetic pairs with a known nonlinear map, the cube and every baseline.
 demo: install

@@ -55,7 +55,7 @@ def add_service_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("up", help="start the embedded service: migrations, one worker and the API (Ctrl-C stops both)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--data-dir", help="where the database, broker and files live (default: $CUBE_DATA_DIR or ./cube-data)")
+    p.add_argument("--data-dir", help="where the database, broker and files live (default: $CUBE_DATA_DIR or ./runs/service)")
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("api", help="run the HTTP API (settings from CUBE_* variables)")

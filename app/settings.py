@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CUBE_", extra="ignore")
 
-    data_dir: Path = Path("cube-data")
+    data_dir: Path = Path("runs/service")  # git-ignored; production sets CUBE_DATA_DIR
     database_url: str | None = None        # default: sqlite:///<data_dir>/cube.db
     broker_url: str | None = None          # default: sqla+sqlite:///<data_dir>/broker.db
     broker_key_prefix: str = ""            # Redis key prefix (lets several deployments share one Redis)

@@ -1,0 +1,53 @@
+"""The worker's Celery configuration, its task names, and the import direction (worker -> app -> cube)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from app.queue import ENCODE_TASK, TRAIN_TASK, broker_url, celery_config
+from app.settings import Settings
+
+
+def test_long_task_settings():
+    conf = celery_config(Settings(broker_url="redis://127.0.0.1:6379/0", visibility_timeout=1234, broker_key_prefix="p:"))
+    assert conf["task_acks_late"] is True and conf["task_reject_on_worker_lost"] is True
+    assert conf["worker_prefetch_multiplier"] == 1
+    assert conf["worker_cancel_long_running_tasks_on_connection_loss"] is True
+    assert conf["task_ignore_result"] is True
+    assert conf["broker_transport_options"] == {"visibility_timeout": 1234, "global_keyprefix": "p:"}
+    assert conf["task_time_limit"] > conf["task_soft_time_limit"]
+
+
+def test_embedded_broker_polls_quickly(tmp_path):
+    s = Settings(data_dir=tmp_path, broker_polling_interval=0.1)
+    assert broker_url(s).startswith("cubesqla+sqlite:///")
+    assert celery_config(s)["broker_transport_options"] == {"polling_interval": 0.1}
+
+
+def test_tasks_are_registered_under_the_shared_names():
+    import worker.tasks  # noqa: F401  (the worker imports it at start through `include`)
+    from worker.celery_app import celery_app
+
+    assert {TRAIN_TASK, ENCODE_TASK} <= set(celery_app.tasks)
+    assert celery_app.conf.task_acks_late is True
+
+
+def run_python(code: str) -> str:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_the_api_never_imports_the_worker():
+    out = run_python("import sys, app.main; app.main.create_app(); print(any(m == 'worker' or m.startswith('worker.') for m in sys.modules))")
+    assert out == "False"
+
+
+def test_cube_imports_nothing_from_the_service():
+    out = run_python("import sys, cube, cube.commands; "
+                     "print(sorted(m for m in sys.modules if m.split('.')[0] in ('app', 'worker', 'fastapi', 'celery', 'sqlalchemy')))")
+    assert out == "[]"
+
+
+def test_offline_cli_does_not_load_the_web_stack():
+    out = run_python("import sys, app.cli; app.cli.build_parser(); "
+                     "print(sorted(m for m in sys.modules if m.split('.')[0] in ('fastapi', 'celery', 'sqlalchemy', 'uvicorn')))")
+    assert out == "[]"
