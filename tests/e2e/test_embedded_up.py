@@ -1,0 +1,72 @@
+"""`cube up`: the embedded default (SQLite, the SQL broker, local storage, one worker) runs a job end
+to end, and Ctrl-C (SIGINT) stops the API and the worker."""
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import TINY_CUBE
+from tests.e2e.test_service_e2e import wait_for
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def children_of(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def test_cube_up_runs_a_job_and_stops_on_ctrl_c(tmp_path, pairs_npz):
+    port = free_port()
+    env = {**os.environ, "CUBE_TORCH_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env = {k: v for k, v in env.items() if k not in ("CUBE_DATABASE_URL", "CUBE_BROKER_URL")}
+    log = tmp_path / "up.log"
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "up", "--port", str(port), "--data-dir", str(tmp_path / "d")],
+                            cwd=ROOT, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        def ready():
+            try:
+                return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(ready, 90, "cube up to answer /readyz", interval=0.3)
+        text = log.read_text()
+        assert f"{base}/v1" in text and "AUTHENTICATION IS OFF" in text
+        with httpx.Client(base_url=base, timeout=30) as c:
+            ds = c.post("/v1/datasets", files={"file": ("p.npz", pairs_npz.read_bytes())},
+                        data={"kind": "embedding_pairs", "name": "up"}).json()["id"]
+            job = c.post("/v1/training-jobs", json={"dataset_id": ds, "architecture": TINY_CUBE,
+                                                    "hyperparameters": {"n_epochs": 2}}).json()
+            done = wait_for(lambda: (j := c.get(f"/v1/training-jobs/{job['id']}").json())["status"]
+                            in ("succeeded", "failed") and j, 120, "the job", interval=0.3)
+            assert done["status"] == "succeeded", (done, log.read_text()[-3000:])
+            r = c.post("/v1/transform", json={"model": "up", "input": [[0.1] * 16]})
+            assert r.status_code == 200 and len(r.json()["data"][0]["embedding"]) == 16
+        worker_pids = children_of(proc.pid)
+        assert worker_pids, "cube up should run a worker process"
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends: the whole foreground group
+        assert proc.wait(60) in (0, 130)
+        wait_for(lambda: all(subprocess.run(["kill", "-0", str(p)], capture_output=True).returncode != 0
+                             for p in worker_pids), 30, "the worker to exit")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
