@@ -6,6 +6,7 @@
      +-- Conflict             409  illegal state change (e.g. cancel a succeeded job)
      +-- PayloadTooLarge      413  upload or request over a limit
      +-- InvalidContent       422  content is invalid (dataset file errors carry line and field)
+     +-- TooManyRequests      429  overloaded; the response has Retry-After
      +-- NotReady             503  a dependency (database, broker, storage, teacher) is unavailable
 
 Services raise these; `app.main` renders every one as {"error": {type, code, message, param}}.
@@ -27,6 +28,9 @@ class ServiceError(Exception):
             self.code = code
         self.param = param
         self.extra = {k: v for k, v in extra.items() if v is not None}
+
+    def headers(self) -> dict[str, str] | None:
+        return None
 
     def body(self) -> dict[str, Any]:
         return {"error": {"type": self.type, "code": self.code, "message": self.message, "param": self.param, **self.extra}}
@@ -50,6 +54,17 @@ class PayloadTooLarge(ServiceError):
 
 class InvalidContent(ServiceError):
     status, type, code = 422, "invalid_request_error", "invalid_content"
+
+
+class TooManyRequests(ServiceError):
+    status, type, code = 429, "server_error", "overloaded"
+
+    def __init__(self, message: str, *, retry_after: float, **kw: Any):
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(max(1, round(self.retry_after)))}
 
 
 class NotReady(ServiceError):

@@ -1,14 +1,14 @@
 """Serving: resolve a model version, keep loaded models in a small per-process cache, map vectors.
 
-Called from a plain `def` route, so it runs in FastAPI's thread pool and never blocks the event loop.
-Versions are resolved from SQL on every request, so moving an alias takes effect at once.
+`prepare` (SQL, parsing, loading) runs in the thread pool; `transform` hands the vectors to the
+model's DynamicBatcher, which runs forward passes in its own thread, so the event loop never runs a
+model. Versions are resolved from SQL on every request: moving an alias takes effect at once.
 """
 from __future__ import annotations
 
 import base64
 import binascii
 import threading
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session
 
-from app.errors import InvalidContent, InvalidRequest, NotReady, PayloadTooLarge
+from app.batching import DynamicBatcher, Overloaded
+from app.errors import InvalidContent, InvalidRequest, NotReady, PayloadTooLarge, TooManyRequests
 from app.models import ModelVersion
 from app.schemas import EmbeddingOut, TransformRequest, TransformResponse
 from app.services import registry
@@ -25,41 +26,71 @@ from app.settings import Settings
 from app.storage import LocalStorage
 
 
-class ModelCache:
-    """LRU of loaded models by version id. A version's artifact never changes, so entries never go stale."""
+@dataclass
+class LoadedModel:
+    model: Any
+    batcher: DynamicBatcher   # concurrent requests for this version share forward passes
 
-    def __init__(self, size: int):
-        self.size = size
-        self._models: OrderedDict[str, Any] = OrderedDict()
+
+class ModelCache:
+    """LRU of loaded models (each with its batcher) by version id. A version's artifact never
+    changes, so entries never go stale; aliases are resolved before the cache is consulted."""
+
+    def __init__(self, settings: Settings):
+        self.size = settings.model_cache_size
+        self.settings = settings
+        self._models: OrderedDict[str, LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, version: ModelVersion, storage: LocalStorage):
+    def get(self, version: ModelVersion, storage: LocalStorage) -> LoadedModel:
         with self._lock:
             if version.id in self._models:
                 self._models.move_to_end(version.id)
                 return self._models[version.id]
         from cube.artifacts import ArtifactError, load_model
+        from cube.trainer import predict
 
         try:
             model, _ = load_model(storage.local_path(version.artifact_key))
         except (ArtifactError, OSError) as exc:
             raise NotReady(f"model version {version.id} cannot be loaded: {exc}", code="model_unavailable") from None
+        s = self.settings
+        loaded = LoadedModel(model, DynamicBatcher(lambda x: predict(model, x), max_batch_rows=s.transform_max_batch_rows,
+                                                   max_wait_s=s.transform_max_wait_ms / 1000,
+                                                   max_queue_rows=s.transform_max_queue_rows))
         with self._lock:
-            self._models[version.id] = model
+            loaded = self._models.setdefault(version.id, loaded)  # another thread may have loaded it meanwhile
             while len(self._models) > self.size:
-                self._models.popitem(last=False)
-        return model
+                _, evicted = self._models.popitem(last=False)
+                stop_batcher(evicted.batcher)
+        return loaded
 
     def loaded(self) -> list[str]:
         with self._lock:
             return list(self._models)
 
 
+def stop_batcher(batcher: DynamicBatcher) -> None:
+    """Stop an evicted model's collector task (on its own loop) and its thread."""
+    task = batcher._task
+    if task is not None and not task.done():
+        task.get_loop().call_soon_threadsafe(task.cancel)
+    batcher._executor.shutdown(wait=False)
+
+
 @dataclass
 class TransformResult:
     response: TransformResponse
     version: ModelVersion
-    seconds: float
+    seconds: float        # the forward pass that served this request
+    queue_seconds: float  # waiting for that forward pass
+
+
+@dataclass
+class Prepared:
+    version: ModelVersion
+    x: np.ndarray                 # (N, dim_in) float32
+    loaded: LoadedModel
 
 
 def parse_input(req: TransformRequest, version: ModelVersion, limit: int) -> np.ndarray:
@@ -109,16 +140,21 @@ def encode_text(texts: list[str], version: ModelVersion, limit: int) -> np.ndarr
     return np.asarray(teachers.get_teacher(version.teacher).encode(list(texts)), dtype=np.float32)
 
 
-def transform(session: Session, settings: Settings, storage: LocalStorage, cache: ModelCache,
-              req: TransformRequest) -> TransformResult:
-    from cube.trainer import predict
-
+def prepare(session: Session, settings: Settings, storage: LocalStorage, cache: ModelCache,
+            req: TransformRequest) -> Prepared:
+    """Resolve the version, check the input, load the model: blocking work, run in the thread pool."""
     version = registry.resolve(session, req.model, req.version, req.alias)
     x = parse_input(req, version, settings.max_transform_vectors)
-    model = cache.get(version, storage)
-    started = time.perf_counter()
-    y = predict(model, x)  # (N, dim_out)
-    seconds = time.perf_counter() - started
+    return Prepared(version, x, cache.get(version, storage))
+
+
+async def transform(prepared: Prepared, req: TransformRequest) -> TransformResult:
+    """Run the prepared input through the model's batcher (the model runs in the batcher's thread)."""
+    try:
+        y, timing = await prepared.loaded.batcher.submit(prepared.x)  # (N, dim_out)
+    except Overloaded as exc:
+        raise TooManyRequests(str(exc), retry_after=exc.retry_after) from None
+    version = prepared.version
     if req.normalize:
         y = y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
     if req.encoding_format == "base64":
@@ -127,4 +163,4 @@ def transform(session: Session, settings: Settings, storage: LocalStorage, cache
         data = [EmbeddingOut(index=i, embedding=row.tolist()) for i, row in enumerate(y)]
     response = TransformResponse(data=data, model=version.model_name, version=version.version, dim=version.dim_out,
                                  usage={"vectors": len(y)})
-    return TransformResult(response, version, seconds)
+    return TransformResult(response, version, timing.inference_s, timing.queue_s)
