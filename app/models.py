@@ -155,3 +155,16 @@ class ModelAlias(Base):
     alias: Mapped[str] = mapped_column(String(100), primary_key=True)
     version_id: Mapped[str] = mapped_column(ForeignKey("model_versions.id"))
     updated_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class IdempotencyKey(Base):
+    """A POST's Idempotency-Key: the same key and body replay the stored response; another body is refused."""
+
+    __tablename__ = "idempotency_keys"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(100), primary_key=True)      # "POST /v1/training-jobs"
+    fingerprint: Mapped[str] = mapped_column(String(64))                   # sha256 of the request body
+    status_code: Mapped[int | None] = mapped_column(Integer)               # None while the first request runs
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[float] = mapped_column(Float, default=now)

@@ -11,7 +11,7 @@ import pytest
 
 PG_ADMIN = os.environ.get("CUBE_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("CUBE_TEST_REDIS", "redis://127.0.0.1:6379/0")
-TABLES = ("model_aliases", "model_versions", "models", "job_checkpoints", "job_metrics", "job_events", "training_jobs",
+TABLES = ("idempotency_keys", "model_aliases", "model_versions", "models", "job_checkpoints", "job_metrics", "job_events", "training_jobs",
           "datasets")
 
 

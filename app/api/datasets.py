@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi import APIRouter, File, Form, Header, Query, UploadFile
+from fastapi.responses import JSONResponse
 
 from app.api.deps import DatasetDep, EnqueueDep, SessionDep, SettingsDep, StorageDep
 from app.schemas import DatasetOut, ListOf
-from app.services import datasets
+from app.services import datasets, idempotency
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
@@ -16,11 +17,20 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 def upload_dataset(session: SessionDep, settings: SettingsDep, storage: StorageDep, enqueue: EnqueueDep,
                    file: Annotated[UploadFile, File()], kind: Annotated[str, Form()],
                    name: Annotated[str | None, Form()] = None, teacher: Annotated[str | None, Form()] = None,
-                   metadata: Annotated[str | None, Form()] = None) -> DatasetOut:
+                   metadata: Annotated[str | None, Form()] = None,
+                   idempotency_key: Annotated[str | None, Header()] = None) -> JSONResponse:
     """Upload a pair file (multipart): embedding pairs are ready at once, text pairs after encoding."""
-    dataset = datasets.create_dataset(session, settings, storage, enqueue, file.file, filename=file.filename or "upload",
-                                      kind=kind, name=name, teacher=teacher, metadata=metadata)
-    return DatasetOut.of(dataset)
+    def create():
+        dataset = datasets.create_dataset(session, settings, storage, enqueue, file.file, filename=file.filename or "upload",
+                                          kind=kind, name=name, teacher=teacher, metadata=metadata)
+        return 201, DatasetOut.of(dataset).model_dump(mode="json")
+
+    body_hash = None
+    if idempotency_key is not None:
+        body_hash = idempotency.fingerprint(datasets.file_sha256(file.file), kind, name or "", teacher or "", metadata or "",
+                                            file.filename or "")
+    status, out, replayed = idempotency.run_once(session, idempotency_key, "POST /v1/datasets", body_hash or "", create)
+    return JSONResponse(out, status_code=status, headers={"idempotent-replayed": "true"} if replayed else None)
 
 
 @router.get("", response_model=ListOf[DatasetOut])

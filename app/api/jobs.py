@@ -3,20 +3,25 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import JSONResponse
 
 from app.api.deps import EnqueueDep, JobDep, SessionDep
 from app.schemas import CheckpointOut, EventOut, ListOf, MetricOut, TrainingJobCreate, TrainingJobOut
-from app.services import jobs
+from app.services import idempotency, jobs
 
 router = APIRouter(prefix="/v1/training-jobs", tags=["training jobs"])
 Limit = Annotated[int, Query(ge=1, le=100)]
 
 
 @router.post("", status_code=202, response_model=TrainingJobOut)
-def create_job(body: TrainingJobCreate, session: SessionDep, enqueue: EnqueueDep) -> TrainingJobOut:
+def create_job(body: TrainingJobCreate, session: SessionDep, enqueue: EnqueueDep,
+               idempotency_key: Annotated[str | None, Header()] = None) -> JSONResponse:
     """Queue a training job (it runs on a worker; poll it for status and progress)."""
-    return TrainingJobOut.of(jobs.create_job(session, enqueue, body))
+    status, out, replayed = idempotency.run_once(
+        session, idempotency_key, "POST /v1/training-jobs", idempotency.fingerprint(body.model_dump_json()),
+        lambda: (202, TrainingJobOut.of(jobs.create_job(session, enqueue, body)).model_dump(mode="json")))
+    return JSONResponse(out, status_code=status, headers={"idempotent-replayed": "true"} if replayed else None)
 
 
 @router.get("", response_model=ListOf[TrainingJobOut])

@@ -68,6 +68,15 @@ def stream_to_temp(source: IO[bytes], directory: Path, limit: int) -> tuple[Path
     return path, size, digest.hexdigest()
 
 
+def file_sha256(source: IO[bytes]) -> str:
+    """Hash an upload without consuming it (for Idempotency-Key fingerprints)."""
+    digest = hashlib.sha256()
+    while chunk := source.read(CHUNK):
+        digest.update(chunk)
+    source.seek(0)
+    return digest.hexdigest()
+
+
 def detect_format(path: Path, filename: str) -> str:
     with open(path, "rb") as f:
         head = f.read(4)
