@@ -1,11 +1,13 @@
 """The Celery application the workers run (`cube worker`, or `celery -A worker.celery_app worker`).
 
 Configuration comes from `app.queue.celery_config` (the same the API sends with). At start the
-worker re-enqueues jobs left `running` by a worker that died, due when their lease runs out.
+worker re-sends, then every half lease, the jobs left `running` by a worker that stopped.
 """
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 from celery import Celery
 from celery.signals import worker_process_init, worker_ready
@@ -30,17 +32,25 @@ def limit_torch_threads(**_) -> None:
 
 
 @worker_ready.connect
-def recover_jobs_of_dead_workers(**_) -> None:
-    from app.services.training import recover_stale_jobs
-
+def start_stale_job_sweeper(**_) -> None:
+    """In the worker's main process (no torch, no CUDA): at start and every half lease, re-send jobs
+    whose worker stopped sending heartbeats."""
     settings = get_settings()
-    try:
-        found = recover_stale_jobs(settings, lambda task, *args, countdown=None: enqueue(settings, task, *args, countdown=countdown))
-    except Exception:  # the database may be down at start; jobs are then recovered by the next worker start
-        log.exception("could not look for jobs of dead workers")
-        return
-    if found:
-        log.warning("re-enqueued %d job(s) left running by a worker that stopped: %s", len(found), ", ".join(found))
+
+    def sweep_forever() -> None:
+        from app.services.training import recover_stale_jobs
+
+        period = max(1.0, settings.job_lease_seconds / 2)
+        while True:
+            try:
+                found = recover_stale_jobs(settings, lambda task, *args: enqueue(settings, task, *args))
+                if found:
+                    log.warning("re-enqueued %d job(s) whose worker stopped: %s", len(found), ", ".join(found))
+            except Exception:  # the database or broker may be down for a moment; try again next period
+                log.exception("stale-job sweep failed")
+            time.sleep(period)
+
+    threading.Thread(target=sweep_forever, name="stale-job-sweeper", daemon=True).start()
 
 
 app = celery_app  # `celery -A worker.celery_app` finds `app`

@@ -13,15 +13,13 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-@celery_app.task(name=TRAIN_TASK, bind=True, max_retries=None)
-def train_job(self, job_id: str) -> str:
+@celery_app.task(name=TRAIN_TASK)
+def train_job(job_id: str) -> str:
     from app.services.training import run_job
 
-    claim = run_job(get_settings(), job_id, worker_name())
-    if claim.outcome == "busy":
-        # Another worker holds a live lease on this job (a duplicate delivery): look again when it may have died.
-        raise self.retry(countdown=claim.retry_in)
-    return claim.outcome
+    # A duplicate delivery ("busy", "finished") is simply acknowledged: if the worker holding the
+    # job dies, the stale-job sweep sends a fresh message once its lease runs out.
+    return run_job(get_settings(), job_id, worker_name()).outcome
 
 
 @celery_app.task(name=ENCODE_TASK)

@@ -5,8 +5,9 @@
                    register exactly one model version and mark the job succeeded (or failed / cancelled)
 
 At-least-once delivery, exactly-once effect: a duplicate message finds nothing to claim (or a live
-heartbeat, and is retried later); a redelivered job of a dead worker is claimed again and resumes
-from its last checkpoint; `model_versions.source_job_id` is unique. Celery is not imported here.
+heartbeat) and is dropped; a job whose worker died is re-sent by `recover_stale_jobs` once its lease
+runs out, claimed again and resumed from its last checkpoint; `model_versions.source_job_id` is
+unique. Celery is not imported here.
 """
 from __future__ import annotations
 
@@ -34,9 +35,8 @@ log = logging.getLogger("cube.worker")
 
 @dataclass
 class Claim:
-    outcome: str                 # claimed | gone | finished | busy | exhausted
+    outcome: str                 # claimed | gone | finished | busy (another worker holds a live lease) | exhausted
     attempt: int = 0
-    retry_in: float = 0.0        # busy: when the other worker's lease runs out
 
 
 def claim_job(settings: Settings, job_id: str, worker: str) -> Claim:
@@ -71,7 +71,7 @@ def claim_job(settings: Settings, job_id: str, worker: str) -> Claim:
             job.error_message = f"gave up after {job.attempt} attempt(s): the worker running it stopped each time"
             add_event(session, job_id, job.error_message, level="error")
             return Claim("exhausted", job.attempt)
-        return Claim("busy", job.attempt, max(1.0, (job.heartbeat_at or now) + settings.job_lease_seconds - now + 1.0))
+        return Claim("busy", job.attempt)
 
 
 class Heartbeat:
@@ -195,7 +195,7 @@ def run_config(job: TrainingJob):
 
 
 def run_job(settings: Settings, job_id: str, worker: str) -> Claim:
-    """The whole job for one delivery. Returns the claim (the task retries later when `busy`)."""
+    """The whole job for one delivery. Returns the claim (anything but `claimed` means: drop the message)."""
     from cube.checkpoint import latest_checkpoint
     from cube.config import ConfigError
     from cube.experiment import ExperimentCancelled, run_experiment
@@ -279,16 +279,17 @@ def register(settings: Settings, job_id: str, attempt: int, result, artifact_key
 
 
 def recover_stale_jobs(settings: Settings, enqueue: Callable[..., None]) -> list[str]:
-    """At worker start: send another message for every running job, due when its lease runs out.
-    Covers a worker killed outright (its message may be gone, e.g. with the SQL broker); the claim
-    makes any duplicate harmless."""
+    """Send another message for every running job whose heartbeat has stopped. Every worker runs
+    this at start and then every half lease (`worker.celery_app`): it covers a worker killed outright
+    (its message may be gone, e.g. with the SQL broker, or held by Redis until the visibility
+    timeout). The claim makes the duplicates harmless: one wins, the rest find a live heartbeat."""
     from app.queue import TRAIN_TASK
 
-    now = time.time()
+    stale = time.time() - settings.job_lease_seconds
     with session_scope(settings.database) as session:
-        rows = session.execute(select(TrainingJob.id, TrainingJob.heartbeat_at)
-                               .where(TrainingJob.status == job_states.RUNNING)).all()
-    for job_id, beat in rows:
-        due = max(0.0, (beat or 0) + settings.job_lease_seconds - now) + 0.5
-        enqueue(TRAIN_TASK, job_id, countdown=due)
-    return [r[0] for r in rows]
+        ids = list(session.scalars(select(TrainingJob.id).where(
+            TrainingJob.status == job_states.RUNNING,
+            or_(TrainingJob.heartbeat_at.is_(None), TrainingJob.heartbeat_at < stale))))
+    for job_id in ids:
+        enqueue(TRAIN_TASK, job_id)
+    return ids
