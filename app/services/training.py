@@ -232,7 +232,11 @@ def run_job(settings: Settings, job_id: str, worker: str) -> Claim:
         return claim
     except Exception as exc:  # the job fails with the reason; the worker lives on
         log.exception("job %s failed", job_id)
-        finish(settings, job_id, claim.attempt, job_states.FAILED, code="training_error", message=f"{type(exc).__name__}: {exc}")
+        if type(exc).__name__ == "SoftTimeLimitExceeded":  # Celery's soft limit (not imported here)
+            code, message = "time_limit", f"stopped at the time limit of {settings.job_soft_time_limit} s"
+        else:
+            code, message = "training_error", f"{type(exc).__name__}: {exc}"
+        finish(settings, job_id, claim.attempt, job_states.FAILED, code=code, message=message)
         return claim
     register(settings, job_id, claim.attempt, result, f"{run_key}/model", dataset.teacher)
     return claim

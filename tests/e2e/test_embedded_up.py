@@ -2,13 +2,11 @@
 to end, and Ctrl-C (SIGINT) stops the API and the worker."""
 from __future__ import annotations
 
-import io
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
