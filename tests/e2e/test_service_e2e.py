@@ -178,7 +178,9 @@ def test_kill_9_mid_job_resumes_from_checkpoint(service, pairs):
     assert job["attempt"] == 2 and job["progress"]["epoch"] == 40
     events = service.client.get(f"/v1/training-jobs/{job_id}/events?limit=100").json()["data"]
     resumed = [e for e in events if e["message"].startswith("resumed from epoch")]
-    assert len(resumed) == 1 and 1 <= resumed[0]["data"]["resumed_from"] <= epoch_at_kill
+    # The checkpoint of an epoch is written just before its progress reaches SQL, so a kill between
+    # the two resumes one epoch past the last progress the API showed.
+    assert len(resumed) == 1 and resumed[0]["data"]["resumed_from"] in (epoch_at_kill, epoch_at_kill + 1)
     model = service.client.get("/v1/models/e2e").json()
     assert [v["source_job_id"] for v in model["versions"]] == [job_id]  # exactly one version
 
