@@ -5,10 +5,12 @@ import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app import queue
 from app.api import datasets, jobs, models, ops, transform
 from app.errors import ServiceError, error_body
 from app.services.inference import ModelCache
@@ -29,6 +31,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.auth == "none":
             log.warning("AUTHENTICATION IS OFF: anyone who can reach this port can upload, train and transform. "
                         "Bind to 127.0.0.1 only (API keys are not implemented yet).")
+        # Build the Celery producer now (imports, connection pool), not on the first job's POST.
+        await run_in_threadpool(queue.producer, settings)
         yield
 
     app = FastAPI(title="cube service", version="1", lifespan=lifespan)

@@ -54,7 +54,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 _clients: dict[tuple[str, str, str], Any] = {}
 
 
-def _client(settings: Settings):
+def producer(settings: Settings):
     """One producer app per broker URL/queue/prefix (Celery apps keep a connection pool)."""
     from celery import Celery
 
@@ -68,7 +68,7 @@ def _client(settings: Settings):
 
 def enqueue(settings: Settings, task: str, *args: Any, countdown: float | None = None) -> None:
     """Send `task(*args)` to the training queue. Call only after the row it names is committed."""
-    client = _client(settings)
+    client = producer(settings)
     client.send_task(task, args=list(args), queue=settings.training_queue, countdown=countdown)
 
 

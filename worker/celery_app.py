@@ -22,13 +22,16 @@ celery_app.conf.update(celery_config(get_settings()))
 
 
 @worker_process_init.connect
-def limit_torch_threads(**_) -> None:
-    # In the pool child, before any training: CUDA and thread pools are never touched in the parent.
+def prepare_pool_process(**_) -> None:
+    """In each pool child, before its first job: limit torch's threads and import the training code,
+    so the first job does not pay for the imports. (CUDA and thread pools are never touched in the parent.)"""
     threads = get_settings().torch_threads
-    if threads > 0:
-        import torch
+    import torch
 
+    if threads > 0:
         torch.set_num_threads(threads)
+    import app.services.training  # noqa: F401
+    import cube.experiment  # noqa: F401
 
 
 @worker_ready.connect

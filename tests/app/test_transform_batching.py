@@ -44,7 +44,7 @@ def test_concurrent_requests_each_get_their_rows(client_for, sqlite_settings, pa
 
 def test_full_queue_is_429_with_retry_after(client_for, sqlite_settings, pairs_npz):
     make_version(client_for, sqlite_settings, pairs_npz)
-    app = create_app(sqlite_settings.model_copy(update={"transform_max_wait_ms": 200.0, "transform_max_queue_rows": 2,
+    app = create_app(sqlite_settings.model_copy(update={"transform_max_wait_ms": 500.0, "transform_max_queue_rows": 2,
                                                         "transform_max_batch_rows": 1000}))
     responses = asyncio.run(post_all(app, [{"model": "m", "input": [[0.1] * 16] * 2}] * 8))
     codes = [r.status_code for r in responses]
