@@ -154,6 +154,10 @@ def create_dataset(session: Session, settings: Settings, storage: LocalStorage, 
                    filename: str, kind: str, name: str | None, teacher: str | None, metadata: str | None) -> Dataset:
     if kind not in KINDS:
         raise InvalidRequest(f"kind must be one of {', '.join(KINDS)}, got {kind!r}", param="kind", code="invalid_kind")
+    for param, value, limit in (("name", name, 200), ("teacher", teacher, 200)):
+        if value is not None and not 1 <= len(value) <= limit:
+            raise InvalidRequest(f"{param} must be 1-{limit} characters", param=param)
+    filename = Path(filename).name[-300:] or "upload"  # only informational; storage keys are server-made
     meta = parse_metadata(metadata)
     teacher = check_teacher(kind, teacher)
     tmp, size, sha = stream_to_temp(source, storage.temp_dir(), settings.max_upload_bytes)
@@ -168,7 +172,7 @@ def create_dataset(session: Session, settings: Settings, storage: LocalStorage, 
         storage.put_file(tmp, stored_key)
         ready = kind == "embedding_pairs"
         dataset = Dataset(
-            id=ds_id, name=name or Path(filename).stem or ds_id, kind=kind, format=fmt, filename=filename, bytes=size,
+            id=ds_id, name=name or Path(filename).stem[:200] or ds_id, kind=kind, format=fmt, filename=filename, bytes=size,
             sha256=sha, num_pairs=checked.num_pairs, dim_in=checked.dim_in, dim_out=checked.dim_out, teacher=teacher,
             status=READY if ready else VALIDATING, error=None, storage_key=stored_key,
             pairs_key=stored_key if ready else None, metadata_=meta, created_at=time.time(),

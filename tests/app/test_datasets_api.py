@@ -195,3 +195,22 @@ def test_embedding_pairs_jsonl_errors_name_line_and_field(client, settings):
     err = upload(c, "\n".join(nan).encode(), filename="pairs.jsonl").json()["error"]
     assert (err["line"], err["field"]) == (4, "input")
     assert_nothing_left(c, settings)
+
+
+def test_overlong_name_is_400_not_a_database_error(client, settings, pairs_npz):
+    c, _ = client
+    r = upload(c, pairs_npz.read_bytes(), name="n" * 201)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "name"
+    r = upload(c, pairs_npz.read_bytes(), filename="../../" + "f" * 400 + ".npz")
+    assert r.status_code == 201 and len(r.json()["filename"]) <= 300 and "/" not in r.json()["filename"]
+
+
+def test_dataset_of_finished_jobs_is_deleted_but_the_jobs_keep_their_reference(client, settings, pairs_npz):
+    c, _ = client
+    ds = upload(c, pairs_npz.read_bytes()).json()["id"]
+    job = c.post("/v1/training-jobs", json={"dataset_id": ds}).json()["id"]
+    c.post(f"/v1/training-jobs/{job}/cancel")
+    assert c.delete(f"/v1/datasets/{ds}").status_code == 200
+    assert c.get(f"/v1/datasets/{ds}").status_code == 404
+    assert c.get(f"/v1/training-jobs/{job}").json()["dataset_id"] == ds
+    assert stored_files(settings) == []
