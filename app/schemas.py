@@ -65,7 +65,7 @@ class TrainingJobCreate(BaseModel):
     architecture: Architecture = Field(default_factory=Architecture)
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     validation: Validation = Field(default_factory=Validation)
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**31)
     model: str | None = Field(None, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     metadata: dict[str, Any] | None = None
 
@@ -193,9 +193,12 @@ class ModelOut(BaseModel):
     versions: list[ModelVersionOut] | None = None
 
 
+MAX_INT = 2**31 - 1  # SQL INTEGER: larger numbers would be a database error, not a 4xx
+
+
 class AliasUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_INT)
 
 
 class AliasOut(BaseModel):
@@ -210,8 +213,8 @@ class AliasOut(BaseModel):
 class TransformRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model: str
-    version: int | None = Field(None, ge=1)
-    alias: str | None = None
+    version: int | None = Field(None, ge=1, le=MAX_INT)
+    alias: str | None = Field(None, min_length=1, max_length=100)
     input: list[list[float]] | list[str] | str
     encoding_format: Literal["float", "base64"] = "float"
     normalize: bool = False

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 
 from app.api.deps import SessionDep
-from app.schemas import AliasOut, AliasUpdate, ListOf, ModelOut, ModelVersionOut
+from app.schemas import MAX_INT, AliasOut, AliasUpdate, ListOf, ModelOut, ModelVersionOut
 from app.services import registry
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -40,7 +40,7 @@ def get_model(name: str, session: SessionDep) -> ModelOut:
 
 
 @router.get("/{name}/versions/{version}", response_model=ModelVersionOut)
-def get_version(name: str, version: int, session: SessionDep) -> ModelVersionOut:
+def get_version(name: str, version: Annotated[int, Path(ge=1, le=MAX_INT)], session: SessionDep) -> ModelVersionOut:
     """One version with its held-out evaluation (the cube beside every baseline)."""
     row = registry.get_version(session, name, version)
     aliases = [a for a, vid in registry.aliases_of(session, name).items() if vid == row.id]

@@ -64,6 +64,9 @@ def check_architecture(arch: str, shape: dict[str, Any], dataset: Dataset, mode:
     from cube.config import ConfigError
     from cube.models import check_model_config
 
+    for key in ("d_in", "d_out"):
+        if key in shape:
+            raise InvalidRequest(f"architecture.{key} comes from the dataset; leave it out", param=f"architecture.{key}")
     if dataset.dim_in is None:
         return  # text pairs: the teacher's dimension is known after encoding; the worker checks then
     d_out = dataset.dim_in if mode == "autoencoder" else dataset.dim_out

@@ -42,6 +42,11 @@ def test_create_commits_then_enqueues_by_name(client, dataset):
     ({"mode": "telepathy"}, 400, "mode"),
     ({"model": "bad name!"}, 400, "model"),
     ({"surprise": 1}, 400, "surprise"),
+    ({"seed": 10**30}, 400, "seed"),
+    ({"architecture": {"kind": "cube", "d_in": 5}}, 400, "architecture.d_in"),
+    ({"hyperparameters": {"n_epochs": "abc"}}, 422, "hyperparameters"),
+    ({"hyperparameters": {"device": "tpu"}}, 422, "hyperparameters"),
+    ({"architecture": {"kind": "mlp", "hidden": -1}}, 422, "architecture"),
 ])
 def test_invalid_jobs_are_refused_before_anything_is_queued(client, dataset, body_update, status, param):
     c, sent = client

@@ -37,6 +37,8 @@ def test_versions_and_evaluation(trained):
     ev = v1["evaluation"]
     assert ev["main"] == "cube" and ev["n"]["test"] > 0 and "recall_at_1" in ev["methods"]["ridge"]
     assert c.get("/v1/models/m/versions/9").status_code == 404
+    assert c.get("/v1/models/m/versions/99999999999").status_code == 400  # not a database error
+    assert c.put("/v1/models/m/aliases/a", json={"version": 10**12}).status_code == 400
     assert c.get("/v1/models/nope").status_code == 404
 
 
@@ -86,6 +88,7 @@ BAD_REQUESTS = [
     ({"model": "nope", "input": [[0.1] * 16]}, 404, "not_found"),
     ({"model": "m", "version": 1, "alias": "prod", "input": [[0.1] * 16]}, 400, "invalid_request"),
     ({"model": "m"}, 400, "invalid_request"),
+    ({"model": "m", "version": 10**12, "input": [[0.1] * 16]}, 400, "invalid_request"),
 ]
 
 
