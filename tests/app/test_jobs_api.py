@@ -148,3 +148,10 @@ def test_ops_endpoints(client):
     assert c.get("/info").json()["auth"] == "none"
     r = c.get("/v1/nothing-here")
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+def test_readyz_says_what_is_down(client_for, sqlite_settings):
+    c, _ = client_for(sqlite_settings.model_copy(update={"broker_url": "redis://127.0.0.1:1/0"}))
+    r = c.get("/readyz")
+    assert r.status_code == 503
+    assert r.json()["checks"]["database"] == "ok" and r.json()["checks"]["broker"].startswith("error")

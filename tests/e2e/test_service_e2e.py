@@ -132,6 +132,8 @@ def pairs():
 
 def test_upload_train_register_transform(service, pairs):
     service.start_worker()
+    ready = service.client.get("/readyz")
+    assert ready.status_code == 200, ready.text  # PostgreSQL, Redis and storage all reachable
     ds = service.upload(pairs)
     job_id = service.submit(ds)
     job = service.wait_status(job_id, {"succeeded", "failed"}, 60)
