@@ -134,10 +134,25 @@ def encode_text(texts: list[str], version: ModelVersion, limit: int) -> np.ndarr
                              param="input", code="text_not_supported")
     if len(texts) > limit:
         raise PayloadTooLarge(f"at most {limit} texts per request, got {len(texts)}", param="input")
-    teachers = optional_module("cube.teachers")
-    if teachers is None:
-        raise NotReady("text input needs cube.teachers, which this build does not have", code="teacher_unavailable")
-    return np.asarray(teachers.get_teacher(version.teacher).encode(list(texts)), dtype=np.float32)
+    return np.asarray(teacher(version.teacher).encode(list(texts)), dtype=np.float32)
+
+
+_teachers: dict[str, Any] = {}
+_teachers_lock = threading.Lock()
+
+
+def teacher(name: str):
+    """One loaded teacher per name and process (its weights load once, on first use)."""
+    with _teachers_lock:
+        if name not in _teachers:
+            teachers = optional_module("cube.teachers")
+            if teachers is None:
+                raise NotReady("text input needs cube.teachers, which this build does not have", code="teacher_unavailable")
+            try:
+                _teachers[name] = teachers.get_teacher(name)
+            except ValueError as exc:  # not installed here
+                raise NotReady(f"teacher {name!r} is not available: {exc}", code="teacher_unavailable") from None
+        return _teachers[name]
 
 
 def prepare(session: Session, settings: Settings, storage: LocalStorage, cache: ModelCache,

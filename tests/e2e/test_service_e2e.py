@@ -198,3 +198,34 @@ def test_training_that_raises_fails_the_job(service, pairs):
     assert job["status"] == "failed" and job["error"]["message"], job
     assert "split" in job["error"]["message"]
     assert service.client.get("/v1/models/e2e").status_code == 404
+
+
+def test_text_pairs_are_encoded_by_the_worker_and_served_as_text(service):
+    """The real teacher (all-MiniLM-L6-v2, 384d) encodes in the worker; the model then takes text."""
+    import json
+
+    from app.services.datasets import optional_module
+
+    teachers = optional_module("cube.teachers")
+    if teachers is None or optional_module("cube.encoding") is None:
+        pytest.skip("text support (cube.teachers, cube.encoding) is not in this build")
+    try:
+        teachers.get_teacher("minilm")
+    except ValueError as exc:
+        pytest.skip(f"teacher minilm not installed: {exc}")
+    service.start_worker()
+    lines = [json.dumps({"input": f"what is item number {i}?", "target": f"item {i} is a thing", "group": f"g{i % 10}"})
+             for i in range(60)]
+    r = service.client.post("/v1/datasets", files={"file": ("qa.jsonl", "\n".join(lines).encode())},
+                            data={"kind": "text_pairs", "teacher": "minilm", "name": "qa"})
+    assert r.status_code == 201, r.text
+    ds = r.json()["id"]
+    job_id = service.submit(ds, model="qa", n_epochs=1)
+    assert service.job(job_id)["status"] in ("validating_files", "queued", "running")
+    job = service.wait_status(job_id, {"succeeded", "failed"}, 120)
+    assert job["status"] == "succeeded", job
+    dataset = service.client.get(f"/v1/datasets/{ds}").json()
+    assert (dataset["status"], dataset["dim_in"], dataset["dim_out"]) == ("ready", 384, 384)
+    r = service.client.post("/v1/transform", json={"model": "qa", "input": ["what is item number 3?"]})
+    assert r.status_code == 200, r.text
+    assert len(r.json()["data"][0]["embedding"]) == 384

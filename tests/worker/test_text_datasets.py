@@ -36,8 +36,11 @@ class HashTeacher:
 
 @pytest.fixture
 def fake_teacher(monkeypatch):
+    from app.services import inference
+
     teacher = HashTeacher()
     monkeypatch.setattr(teachers, "get_teacher", lambda name, *a, **k: teacher)
+    monkeypatch.setattr(inference, "_teachers", {})
     return teacher
 
 
