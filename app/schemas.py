@@ -216,6 +216,7 @@ class TransformRequest(BaseModel):
     version: int | None = Field(None, ge=1, le=MAX_INT)
     alias: str | None = Field(None, min_length=1, max_length=100)
     input: list[list[float]] | list[str] | str
+    dim: int | None = Field(None, ge=1, le=MAX_INT)  # base64 input: values per vector (checked against the model)
     encoding_format: Literal["float", "base64"] = "float"
     normalize: bool = False
 

@@ -96,6 +96,9 @@ class Prepared:
 def parse_input(req: TransformRequest, version: ModelVersion, limit: int) -> np.ndarray:
     """The request's input as a float32 [N, dim_in] matrix, or a 4xx naming what is wrong."""
     d = version.dim_in
+    if req.dim is not None and req.dim != d:
+        raise InvalidContent(f"dim is {req.dim}, but model {version.model_name} v{version.version} takes {d} values per vector",
+                             param="dim", code="dimension_mismatch")
     if isinstance(req.input, str):
         try:
             raw = base64.b64decode(req.input, validate=True)

@@ -53,7 +53,7 @@ def test_transform_floats_and_base64(trained):
     assert y.shape == (3, 16) and [d["index"] for d in body["data"]] == [0, 1, 2]
     assert r.headers["x-model-version"].startswith("mv_") and float(r.headers["x-inference-time"]) >= 0
     b64 = base64.b64encode(x.astype("<f4").tobytes()).decode()
-    r2 = c.post("/v1/transform", json={"model": "m", "version": 2, "input": b64, "encoding_format": "base64",
+    r2 = c.post("/v1/transform", json={"model": "m", "version": 2, "input": b64, "dim": 16, "encoding_format": "base64",
                                        "normalize": True}).json()
     y2 = np.stack([np.frombuffer(base64.b64decode(d["embedding"]), "<f4") for d in r2["data"]])
     assert np.allclose(y2, y / np.linalg.norm(y, axis=1, keepdims=True), atol=1e-5)
@@ -88,6 +88,7 @@ BAD_REQUESTS = [
     ({"model": "nope", "input": [[0.1] * 16]}, 404, "not_found"),
     ({"model": "m", "version": 1, "alias": "prod", "input": [[0.1] * 16]}, 400, "invalid_request"),
     ({"model": "m"}, 400, "invalid_request"),
+    ({"model": "m", "input": base64.b64encode(b"\0" * 64).decode(), "dim": 8}, 422, "dimension_mismatch"),
     ({"model": "m", "version": 10**12, "input": [[0.1] * 16]}, 400, "invalid_request"),
 ]
 
