@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -84,6 +85,14 @@ def measure(broker: str | None, jobs: int) -> dict[str, list[float]]:
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(30)
+        if broker and broker.startswith("redis"):
+            import redis
+
+            r = redis.Redis.from_url(broker)
+            keys = list(r.scan_iter(match=env["CUBE_BROKER_KEY_PREFIX"] + "*"))
+            if keys:
+                r.delete(*keys)
+        shutil.rmtree(data_dir, ignore_errors=True)
     return results
 
 
