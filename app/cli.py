@@ -5,6 +5,7 @@
     cube api [--host --port]            the API only (production: many replicas)
     cube worker [--concurrency ...]     one Celery worker on the training queue
     cube db upgrade | current           Alembic migrations
+    cube keys create | list | revoke    API keys (the secret is printed once, as the last word)
 
 Service commands import their modules lazily, so `cube train` never loads the web stack.
 """
@@ -51,6 +52,42 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    from app.db import get_sessionmaker
+    from app.errors import ServiceError
+    from app.serve import migrate
+    from app.services import keys
+    from app.settings import get_settings
+
+    settings = get_settings()
+    if settings.embedded:  # like `cube up`: the embedded database is created on first use
+        migrate(settings)
+    with get_sessionmaker(settings.database)() as session:
+        try:
+            if args.action == "create":
+                key, secret = keys.create_key(session, args.scope, args.name)
+                print(f"created {key.id} (scope {key.scope}{', name ' + key.name if key.name else ''}); "
+                      "the key is shown only this once:")
+                print(secret)
+            elif args.action == "list":
+                print(f"{'id':<26} {'prefix':<14} {'scope':<10} {'created':<20} {'revoked':<20} name")
+                for k in keys.list_keys(session):
+                    print(f"{k.id:<26} {k.prefix + '...':<14} {k.scope:<10} {_when(k.created_at):<20} "
+                          f"{_when(k.revoked_at):<20} {k.name or ''}")
+            else:
+                print(f"revoked {keys.revoke_key(session, args.id).id}")
+        except ServiceError as exc:
+            print(f"error: {exc.message}", file=sys.stderr)
+            return 1 if exc.status == 404 else 2
+    return 0
+
+
+def _when(t: float | None) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"
+
+
 def add_service_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("up", help="start the embedded service: migrations, one worker and the API (Ctrl-C stops both)")
     p.add_argument("--host", default="127.0.0.1")
@@ -69,6 +106,16 @@ def add_service_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-tasks-per-child", type=int, default=None, help="GPU workers: 1 frees the CUDA allocator")
     p.add_argument("--loglevel", default="info")
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("keys", help="API keys: create (printed once), list, revoke")
+    keys_sub = p.add_subparsers(dest="action", required=True)
+    k = keys_sub.add_parser("create", help="create a key; its secret is the last word of the output")
+    k.add_argument("--scope", required=True, choices=["train", "transform", "admin"])
+    k.add_argument("--name", help="a label to recognise the key by")
+    keys_sub.add_parser("list", help="all keys: id, display prefix, scope, created, revoked")
+    k = keys_sub.add_parser("revoke", help="revoke a key by id (requests with it get 401 at once)")
+    k.add_argument("id")
+    p.set_defaults(func=cmd_keys)
 
     p = sub.add_parser("db", help="database migrations")
     p.add_argument("action", choices=["upgrade", "current"])

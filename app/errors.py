@@ -2,6 +2,8 @@
 
     ServiceError
      +-- InvalidRequest       400  malformed request (bad parameter)
+     +-- Unauthorized         401  no API key, or an unknown or revoked one (WWW-Authenticate: Bearer)
+     +-- Forbidden            403  the key's scope does not allow this
      +-- NotFound             404  unknown id or name
      +-- Conflict             409  illegal state change (e.g. cancel a succeeded job)
      +-- PayloadTooLarge      413  upload or request over a limit
@@ -38,6 +40,17 @@ class ServiceError(Exception):
 
 class InvalidRequest(ServiceError):
     status, type, code = 400, "invalid_request_error", "invalid_request"
+
+
+class Unauthorized(ServiceError):
+    status, type, code = 401, "authentication_error", "invalid_api_key"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
+
+
+class Forbidden(ServiceError):
+    status, type, code = 403, "permission_error", "insufficient_scope"
 
 
 class NotFound(ServiceError):

@@ -6,7 +6,7 @@ import os
 import threading
 import time
 
-PREFIXES = {"dataset": "ds_", "job": "job_", "model_version": "mv_", "event": "ev_", "checkpoint": "ckpt_"}
+PREFIXES = {"dataset": "ds_", "job": "job_", "model_version": "mv_", "event": "ev_", "checkpoint": "ckpt_", "api_key": "key_"}
 _lock = threading.Lock()
 _last = 0
 

@@ -1,4 +1,7 @@
-"""The FastAPI application factory: routers, the one error shape, and startup checks."""
+"""The FastAPI application factory: routers, middleware, the one error shape, and startup checks.
+
+Middleware, outermost first: telemetry (request id, metrics, one JSON log line), then body limits.
+"""
 from __future__ import annotations
 
 import logging
@@ -12,13 +15,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import queue
 from app.api import datasets, jobs, models, ops, transform
+from app.body_limit import BodyLimitMiddleware
 from app.errors import ServiceError, error_body
 from app.services.inference import ModelCache
 from app.settings import Settings, get_settings
 from app.storage import get_storage
+from app.telemetry import REQUEST_ID_HEADER, Telemetry, TelemetryMiddleware
 
 log = logging.getLogger("cube.api")
-ROUTERS = [ops.router, datasets.router, jobs.router, models.router, transform.router]
+ROUTERS = [ops.router, ops.info_router, datasets.router, jobs.router, models.router, transform.router]
 UPLOAD_PATHS = ("/v1/datasets",)
 MULTIPART_OVERHEAD = 64 * 1024
 
@@ -28,9 +33,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        if settings.auth == "none":
+        if not settings.require_auth:
             log.warning("AUTHENTICATION IS OFF: anyone who can reach this port can upload, train and transform. "
-                        "Bind to 127.0.0.1 only (API keys are not implemented yet).")
+                        "Bind to 127.0.0.1 only, or set CUBE_REQUIRE_AUTH=true and create keys with `cube keys create`.")
         # Build the Celery producer now (imports, connection pool), not on the first job's POST.
         await run_in_threadpool(queue.producer, settings)
         yield
@@ -39,21 +44,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.storage = get_storage(settings)
     app.state.storage.root.mkdir(parents=True, exist_ok=True)
-    app.state.model_cache = ModelCache(settings)
+    app.state.telemetry = Telemetry()
+    app.state.model_cache = ModelCache(settings, app.state.telemetry)
     for router in ROUTERS:
         app.include_router(router)
     install_error_handlers(app)
 
-    @app.middleware("http")
-    async def refuse_oversized_uploads(request: Request, call_next):
-        # Refuse by Content-Length before the multipart body is read; the copy loop enforces the exact limit.
-        length = request.headers.get("content-length")
-        if request.method == "POST" and request.url.path in UPLOAD_PATHS and length and length.isdigit() \
-                and int(length) > settings.max_upload_bytes + MULTIPART_OVERHEAD:
-            return JSONResponse(error_body(413, f"upload is larger than the limit of {settings.max_upload_bytes} bytes",
-                                           code="file_too_large", param="file"), status_code=413)
-        return await call_next(request)
+    def body_limit(path: str) -> int:
+        # Uploads stream to disk and the copy loop enforces the exact file limit; this bounds the envelope.
+        return settings.max_upload_bytes + MULTIPART_OVERHEAD if path in UPLOAD_PATHS else settings.max_request_bytes
 
+    app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
+    app.add_middleware(TelemetryMiddleware, telemetry=app.state.telemetry)  # added last: outermost
     return app
 
 
@@ -74,11 +76,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.status_code, "http_error")
         return JSONResponse(error_body(exc.status_code, str(exc.detail), code=code), status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error")
-        return JSONResponse(error_body(500, "internal error", code="internal_error", type="server_error"), status_code=500)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # This handler runs outside the telemetry middleware, so it sets the request id itself.
+        request_id = getattr(request.state, "request_id", None)
+        log.exception("unhandled error (request %s)", request_id)
+        return JSONResponse(error_body(500, "internal error", code="internal_error", type="server_error"), status_code=500,
+                            headers={REQUEST_ID_HEADER: request_id} if request_id else None)

@@ -168,3 +168,16 @@ class IdempotencyKey(Base):
     status_code: Mapped[int | None] = mapped_column(Integer)               # None while the first request runs
     response: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class ApiKey(Base):
+    """An API key: only the SHA-256 of the secret is stored; `prefix` is a non-secret part for display."""
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    prefix: Mapped[str] = mapped_column(String(32))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scope: Mapped[str] = mapped_column(String(20))                # train | transform | admin
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    revoked_at: Mapped[float | None] = mapped_column(Float)

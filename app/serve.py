@@ -26,7 +26,10 @@ def run_api(settings: Settings, host: str, port: int) -> None:
 
     from app.main import create_app
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level)
+    from app.logging_config import log_config
+
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level,
+                log_config=log_config(settings.log_level), access_log=False)
 
 
 def run_worker(concurrency: int, pool: str, max_tasks_per_child: int | None, loglevel: str) -> None:
@@ -49,11 +52,22 @@ def banner(settings: Settings, host: str, port: int) -> str:
         f"  database  {settings.database}",
         f"  broker    {settings.broker}",
         "",
-        "  !!! AUTHENTICATION IS OFF: anyone who can reach this address can upload, train and transform. !!!",
     ]
-    if host not in LOOPBACK:
-        lines.append(f"  !!! and it listens on {host}, not only on this machine: use --host 127.0.0.1 unless you mean it !!!")
+    if settings.require_auth:
+        lines.append("  API keys required (Authorization: Bearer <key>): create one with `cube keys create --scope admin`")
+    else:
+        lines.append("  !!! AUTHENTICATION IS OFF: anyone who can reach this address can upload, train and transform. !!!")
+        if host not in LOOPBACK:
+            lines.append(f"  !!! and it listens on {host}, not only on this machine: use --host 127.0.0.1 unless you mean it !!!")
     return "\n".join(lines)
+
+
+def quickstart_settings(settings: Settings, host: str) -> Settings:
+    """`cube up` on a loopback host runs open (the embedded quickstart) unless CUBE_REQUIRE_AUTH was
+    set explicitly; on any other host auth stays on."""
+    if host in LOOPBACK and "require_auth" not in settings.model_fields_set:
+        return settings.model_copy(update={"require_auth": False})
+    return settings
 
 
 def up(host: str, port: int, data_dir: str | None) -> int:
@@ -61,7 +75,7 @@ def up(host: str, port: int, data_dir: str | None) -> int:
     if data_dir:
         os.environ["CUBE_DATA_DIR"] = str(Path(data_dir).resolve())  # the worker child reads it through Settings
         get_settings.cache_clear()
-    settings = get_settings()
+    settings = quickstart_settings(get_settings(), host)
     migrate(settings)
     print(banner(settings, host, port), flush=True)
     worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--loglevel", "warning"], env=os.environ.copy())

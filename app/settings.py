@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
-
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -24,10 +22,12 @@ class Settings(BaseSettings):
     storage_dir: Path | None = None        # default: <data_dir>/storage
     training_queue: str = "training"
 
-    # Auth is a later issue; "none" is only meant for the embedded quickstart on loopback.
-    auth: Literal["none"] = "none"
+    # API keys (`cube keys create`) are required unless this is turned off; only `cube up` on a
+    # loopback host turns it off by itself (and says so), for the embedded quickstart.
+    require_auth: bool = True
 
     max_upload_bytes: int = 512 * 1024 * 1024
+    max_request_bytes: int = 64 * 1024 * 1024   # any other request body (JSON): 413 above it
     min_pairs: int = 20
     max_transform_vectors: int = 4096
     model_cache_size: int = 8

@@ -6,11 +6,12 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Header, Query, UploadFile
 from fastapi.responses import JSONResponse
 
+from app.api.auth import TRAIN
 from app.api.deps import DatasetDep, EnqueueDep, SessionDep, SettingsDep, StorageDep
 from app.schemas import DatasetOut, ListOf
 from app.services import datasets, idempotency
 
-router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"], dependencies=[TRAIN])
 
 
 @router.post("", status_code=201, response_model=DatasetOut)

@@ -14,6 +14,7 @@ from app.services import datasets, jobs
 from app.services.inference import ModelCache
 from app.settings import Settings
 from app.storage import LocalStorage
+from app.telemetry import Telemetry
 
 
 def get_settings(request: Request) -> Settings:
@@ -68,3 +69,10 @@ def valid_job(job_id: str, session: SessionDep) -> TrainingJob:
 
 DatasetDep = Annotated[Dataset, Depends(valid_dataset)]
 JobDep = Annotated[TrainingJob, Depends(valid_job)]
+
+
+def get_telemetry(request: Request) -> Telemetry:
+    return request.app.state.telemetry
+
+
+TelemetryDep = Annotated[Telemetry, Depends(get_telemetry)]

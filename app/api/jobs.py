@@ -6,11 +6,12 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
 
+from app.api.auth import TRAIN
 from app.api.deps import EnqueueDep, JobDep, SessionDep
 from app.schemas import CheckpointOut, EventOut, ListOf, MetricOut, TrainingJobCreate, TrainingJobOut
 from app.services import idempotency, jobs
 
-router = APIRouter(prefix="/v1/training-jobs", tags=["training jobs"])
+router = APIRouter(prefix="/v1/training-jobs", tags=["training jobs"], dependencies=[TRAIN])
 Limit = Annotated[int, Query(ge=1, le=100)]
 
 

@@ -5,11 +5,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
+from app.api.auth import TRAIN
 from app.api.deps import SessionDep
 from app.schemas import MAX_INT, AliasOut, AliasUpdate, ListOf, ModelOut, ModelVersionOut
 from app.services import registry
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
+router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=[TRAIN])
 
 
 def model_out(session, name: str, created_at: float, with_versions: bool) -> ModelOut:

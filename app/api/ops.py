@@ -1,15 +1,19 @@
-"""Operations: /livez (process up), /readyz (database, broker, storage reachable), /info."""
+"""Operations: /livez (process up), /readyz (database, broker, storage reachable) and /metrics
+(Prometheus) are open, for probes and scrapers; /info needs a key of any scope."""
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 
 from app import queue
-from app.api.deps import ModelCacheDep, SettingsDep, StorageDep
+from app.api.auth import ANY_KEY
+from app.api.deps import ModelCacheDep, SessionDep, SettingsDep, StorageDep, TelemetryDep
 from app.db import get_engine
+from app.services import monitoring
 
 router = APIRouter(tags=["operations"])
+info_router = APIRouter(tags=["operations"], dependencies=[ANY_KEY])
 
 
 @router.get("/livez")
@@ -34,7 +38,14 @@ def readyz(settings: SettingsDep, storage: StorageDep) -> JSONResponse:
     return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
 
 
-@router.get("/info")
+@router.get("/metrics", response_class=Response)
+def metrics(session: SessionDep, telemetry: TelemetryDep, cache: ModelCacheDep) -> Response:
+    """Prometheus metrics: requests, latencies, transform batches and queue, jobs by status."""
+    monitoring.refresh(session, telemetry, cache)
+    return Response(telemetry.render(), media_type=telemetry.content_type)
+
+
+@info_router.get("/info")
 def info(settings: SettingsDep, cache: ModelCacheDep) -> dict:
     """Version, limits and loaded models."""
     from importlib.metadata import PackageNotFoundError, version
@@ -43,7 +54,9 @@ def info(settings: SettingsDep, cache: ModelCacheDep) -> dict:
         v = version("cube-service")
     except PackageNotFoundError:
         v = "unknown"
-    return {"version": v, "auth": settings.auth, "embedded": settings.embedded,
-            "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_transform_vectors": settings.max_transform_vectors,
-                       "min_pairs": settings.min_pairs},
+    return {"version": v, "auth": "api_key" if settings.require_auth else "off", "embedded": settings.embedded,
+            "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_request_bytes": settings.max_request_bytes,
+                       "max_transform_vectors": settings.max_transform_vectors,
+                       "transform_max_queue_rows": settings.transform_max_queue_rows,
+                       "transform_max_batch_rows": settings.transform_max_batch_rows, "min_pairs": settings.min_pairs},
             "loaded_models": cache.loaded()}

@@ -1,24 +1,43 @@
-"""/v1/transform: map vectors through a model version. Blocking work (SQL, parsing, loading) runs in
-the thread pool and the forward pass in the model's batcher thread, never on the event loop."""
+"""/v1/transform: map vectors through a model version. Blocking work (parsing, SQL, loading) runs in
+the thread pool and the forward pass in the model's batcher thread, never on the event loop.
+
+The body is read raw and parsed by `transform_codec` (orjson into numpy), and the answer is written
+by orjson: per-element pydantic work would cost more than the model. OpenAPI still documents the
+declared `TransformRequest` and `TransformResponse` schemas, and errors are the same."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from app.api.deps import ModelCacheDep, SessionDep, SettingsDep, StorageDep
+from app.api.auth import TRANSFORM
+from app.api.deps import ModelCacheDep, SessionDep, SettingsDep, StorageDep, TelemetryDep
 from app.schemas import TransformRequest, TransformResponse
 from app.services import inference
+from app.services.transform_codec import parse_request, render_response
 
-router = APIRouter(tags=["transform"])
+router = APIRouter(tags=["transform"], dependencies=[TRANSFORM])
+REQUEST_SCHEMA = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": TransformRequest.model_json_schema(ref_template="#/components/schemas/{model}")}}}}
+INLINE_RENDER_VALUES = 1 << 16  # larger answers are serialised in the thread pool
 
 
-@router.post("/v1/transform", response_model=TransformResponse)
-async def transform(body: TransformRequest, response: Response, session: SessionDep, settings: SettingsDep,
-                    storage: StorageDep, cache: ModelCacheDep) -> TransformResponse:
+@router.post("/v1/transform", response_model=TransformResponse, openapi_extra=REQUEST_SCHEMA)
+async def transform(request: Request, session: SessionDep, settings: SettingsDep, storage: StorageDep,
+                    cache: ModelCacheDep, telemetry: TelemetryDep) -> Response:
     """Map input embeddings (or texts, for text-trained models) to the target space."""
-    prepared = await run_in_threadpool(inference.prepare, session, settings, storage, cache, body)
-    result = await inference.transform(prepared, body)
-    response.headers["x-model-version"] = result.version.id
-    response.headers["x-inference-time"] = f"{result.seconds:.6f}"
-    response.headers["x-queue-time"] = f"{result.queue_seconds:.6f}"
-    return result.response
+    body = await request.body()  # bounded by the body-limit middleware (413 past max_request_bytes)
+
+    def prepare():
+        parsed = parse_request(body)
+        return parsed.req, inference.prepare(session, settings, storage, cache, parsed.req, parsed.x)
+
+    req, prepared = await run_in_threadpool(prepare)
+    result = await inference.transform(prepared, req, telemetry)
+    version = result.version
+    args = (result.y,)
+    kwargs = {"model": version.model_name, "version": version.version, "encoding_format": req.encoding_format}
+    content = render_response(*args, **kwargs) if result.y.size <= INLINE_RENDER_VALUES else \
+        await run_in_threadpool(render_response, *args, **kwargs)
+    return Response(content, media_type="application/json", headers={
+        "x-model-version": version.id, "x-inference-time": f"{result.seconds:.6f}",
+        "x-queue-time": f"{result.queue_seconds:.6f}"})

@@ -19,34 +19,64 @@ from sqlalchemy.orm import Session
 from app.batching import DynamicBatcher, Overloaded
 from app.errors import InvalidContent, InvalidRequest, NotReady, PayloadTooLarge, TooManyRequests
 from app.models import ModelVersion
-from app.schemas import EmbeddingOut, TransformRequest, TransformResponse
+from app.schemas import TransformRequest
 from app.services import registry
 from app.services.datasets import optional_module
 from app.settings import Settings
 from app.storage import LocalStorage
+from app.telemetry import Telemetry
 
 
 @dataclass
 class LoadedModel:
     model: Any
     batcher: DynamicBatcher   # concurrent requests for this version share forward passes
+    label: str                # "name:vN", the metrics label
 
 
 class ModelCache:
     """LRU of loaded models (each with its batcher) by version id. A version's artifact never
-    changes, so entries never go stale; aliases are resolved before the cache is consulted."""
+    changes, so entries never go stale; aliases are resolved before the cache is consulted, so
+    moving an alias only changes which entry the next request uses.
 
-    def __init__(self, settings: Settings):
+    A version is loaded once: concurrent first requests for it wait on that version's load lock
+    (other versions keep serving) and then share the one loaded model."""
+
+    def __init__(self, settings: Settings, telemetry: Telemetry | None = None):
         self.size = settings.model_cache_size
         self.settings = settings
+        self.telemetry = telemetry or Telemetry()
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()                   # guards the two dicts, never held while loading
+        self._loading: dict[str, threading.Lock] = {}   # version id -> its load lock
+
+    def _cached(self, version_id: str) -> LoadedModel | None:
+        with self._lock:
+            loaded = self._models.get(version_id)
+            if loaded is not None:
+                self._models.move_to_end(version_id)
+            return loaded
 
     def get(self, version: ModelVersion, storage: LocalStorage) -> LoadedModel:
+        loaded = self._cached(version.id)
+        if loaded is not None:
+            return loaded
         with self._lock:
-            if version.id in self._models:
-                self._models.move_to_end(version.id)
-                return self._models[version.id]
+            load_lock = self._loading.setdefault(version.id, threading.Lock())
+        with load_lock:
+            loaded = self._cached(version.id)  # loaded by the thread we waited for
+            if loaded is None:
+                loaded = self._load(version, storage)
+                with self._lock:
+                    self._models[version.id] = loaded
+                    while len(self._models) > self.size:
+                        _, evicted = self._models.popitem(last=False)
+                        stop_batcher(evicted.batcher)
+        with self._lock:
+            self._loading.pop(version.id, None)
+        return loaded
+
+    def _load(self, version: ModelVersion, storage: LocalStorage) -> LoadedModel:
         from cube.artifacts import ArtifactError, load_model
         from cube.trainer import predict
 
@@ -54,20 +84,26 @@ class ModelCache:
             model, _ = load_model(storage.local_path(version.artifact_key))
         except (ArtifactError, OSError) as exc:
             raise NotReady(f"model version {version.id} cannot be loaded: {exc}", code="model_unavailable") from None
-        s = self.settings
-        loaded = LoadedModel(model, DynamicBatcher(lambda x: predict(model, x), max_batch_rows=s.transform_max_batch_rows,
-                                                   max_wait_s=s.transform_max_wait_ms / 1000,
-                                                   max_queue_rows=s.transform_max_queue_rows))
-        with self._lock:
-            loaded = self._models.setdefault(version.id, loaded)  # another thread may have loaded it meanwhile
-            while len(self._models) > self.size:
-                _, evicted = self._models.popitem(last=False)
-                stop_batcher(evicted.batcher)
-        return loaded
+        s, t = self.settings, self.telemetry
+        label = f"{version.model_name}:v{version.version}"
+
+        def on_batch(rows: int, seconds: float) -> None:
+            t.batch_rows.labels(label).observe(rows)
+            t.batch_seconds.labels(label).observe(seconds)
+
+        batcher = DynamicBatcher(lambda x: predict(model, x), max_batch_rows=s.transform_max_batch_rows,
+                                 max_wait_s=s.transform_max_wait_ms / 1000, max_queue_rows=s.transform_max_queue_rows,
+                                 on_batch=on_batch)
+        return LoadedModel(model, batcher, label)
 
     def loaded(self) -> list[str]:
         with self._lock:
             return list(self._models)
+
+    def queue_depths(self) -> dict[str, int]:
+        """Vectors waiting per loaded model (label -> rows), for the queue-depth gauge."""
+        with self._lock:
+            return {m.label: m.batcher.queued_rows for m in self._models.values()}
 
 
 def stop_batcher(batcher: DynamicBatcher) -> None:
@@ -80,7 +116,7 @@ def stop_batcher(batcher: DynamicBatcher) -> None:
 
 @dataclass
 class TransformResult:
-    response: TransformResponse
+    y: np.ndarray         # (N, dim_out) float32
     version: ModelVersion
     seconds: float        # the forward pass that served this request
     queue_seconds: float  # waiting for that forward pass
@@ -123,12 +159,7 @@ def parse_input(req: TransformRequest, version: ModelVersion, limit: int) -> np.
             x = np.asarray(req.input, dtype=np.float32)
     if len(x) > limit:
         raise PayloadTooLarge(f"at most {limit} vectors per request, got {len(x)}", param="input")
-    bad = ~np.isfinite(x).all(axis=1)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise InvalidContent(f"input[{i}] contains NaN or Inf (or overflows float32)", param=f"input[{i}]",
-                             code="non_finite")
-    return x
+    return check_finite(x)
 
 
 def encode_text(texts: list[str], version: ModelVersion, limit: int) -> np.ndarray:
@@ -158,27 +189,45 @@ def teacher(name: str):
         return _teachers[name]
 
 
+def check_matrix(x: np.ndarray, version: ModelVersion, limit: int) -> np.ndarray:
+    """Limits and dimensions for float input already parsed into a (N, D) matrix (the JSON fast path),
+    with the same errors as `parse_input`."""
+    if len(x) > limit:
+        raise PayloadTooLarge(f"at most {limit} vectors per request, got {len(x)}", param="input")
+    if x.shape[1] != version.dim_in:
+        raise InvalidContent(f"input[0] has {x.shape[1]} values; model {version.model_name} v{version.version} "
+                             f"expects {version.dim_in}", param="input[0]", code="dimension_mismatch")
+    return check_finite(x)
+
+
+def check_finite(x: np.ndarray) -> np.ndarray:
+    bad = ~np.isfinite(x).all(axis=1)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise InvalidContent(f"input[{i}] contains NaN or Inf (or overflows float32)", param=f"input[{i}]",
+                             code="non_finite")
+    return x
+
+
 def prepare(session: Session, settings: Settings, storage: LocalStorage, cache: ModelCache,
-            req: TransformRequest) -> Prepared:
-    """Resolve the version, check the input, load the model: blocking work, run in the thread pool."""
+            req: TransformRequest, x: np.ndarray | None = None) -> Prepared:
+    """Resolve the version, check the input, load the model: blocking work, run in the thread pool.
+    `x` is float input already parsed by the JSON fast path (then `req.input` is empty)."""
     version = registry.resolve(session, req.model, req.version, req.alias)
-    x = parse_input(req, version, settings.max_transform_vectors)
+    limit = settings.max_transform_vectors
+    x = check_matrix(x, version, limit) if x is not None else parse_input(req, version, limit)
     return Prepared(version, x, cache.get(version, storage))
 
 
-async def transform(prepared: Prepared, req: TransformRequest) -> TransformResult:
+async def transform(prepared: Prepared, req: TransformRequest, telemetry: Telemetry) -> TransformResult:
     """Run the prepared input through the model's batcher (the model runs in the batcher's thread)."""
+    label = prepared.loaded.label
     try:
         y, timing = await prepared.loaded.batcher.submit(prepared.x)  # (N, dim_out)
     except Overloaded as exc:
+        telemetry.rejected.labels(label).inc()
         raise TooManyRequests(str(exc), retry_after=exc.retry_after) from None
-    version = prepared.version
+    telemetry.queue_seconds.labels(label).observe(timing.queue_s)
     if req.normalize:
         y = y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
-    if req.encoding_format == "base64":
-        data = [EmbeddingOut(index=i, embedding=base64.b64encode(row.astype("<f4").tobytes()).decode()) for i, row in enumerate(y)]
-    else:
-        data = [EmbeddingOut(index=i, embedding=row.tolist()) for i, row in enumerate(y)]
-    response = TransformResponse(data=data, model=version.model_name, version=version.version, dim=version.dim_out,
-                                 usage={"vectors": len(y)})
-    return TransformResult(response, version, timing.inference_s, timing.queue_s)
+    return TransformResult(y, prepared.version, timing.inference_s, timing.queue_s)

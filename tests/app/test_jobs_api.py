@@ -145,7 +145,7 @@ def test_ops_endpoints(client):
     ready = c.get("/readyz")
     assert ready.status_code == 200, ready.text
     assert ready.json()["checks"] == {"database": "ok", "broker": "ok", "storage": "ok"}
-    assert c.get("/info").json()["auth"] == "none"
+    assert c.get("/info").json()["auth"] == "off"
     r = c.get("/v1/nothing-here")
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
 

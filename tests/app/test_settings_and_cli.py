@@ -11,7 +11,7 @@ def test_environment_prefix(monkeypatch, tmp_path):
     assert s.max_attempts == 7
     assert s.database == f"sqlite:///{tmp_path.resolve() / 'cube.db'}"
     assert s.broker.startswith("sqla+sqlite:///") and s.storage_root == (tmp_path / "storage").resolve()
-    assert s.embedded and s.auth == "none"
+    assert s.embedded and s.require_auth
 
 
 def test_db_upgrade_command(monkeypatch, tmp_path, capsys):
@@ -22,7 +22,7 @@ def test_db_upgrade_command(monkeypatch, tmp_path, capsys):
     get_settings.cache_clear()
     try:
         assert main(["db", "upgrade"]) == 0
-        assert "database at revision 0002" in capsys.readouterr().out
+        assert "database at revision 0003" in capsys.readouterr().out
         assert main(["db", "current"]) == 0
     finally:
         get_settings.cache_clear()

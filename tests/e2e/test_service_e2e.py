@@ -51,7 +51,13 @@ class Service:
 
         self.settings = Settings(database_url=db_url, broker_url=redis_url, broker_key_prefix=self.env["CUBE_BROKER_KEY_PREFIX"],
                                  training_queue=self.env["CUBE_TRAINING_QUEUE"], data_dir=data_dir, job_lease_seconds=2)
-        self.client = TestClient(create_app(self.settings))
+        # Production-like: auth stays on, and the client carries an admin key made as `cube keys create` does.
+        from app.db import get_sessionmaker
+        from app.services import keys
+
+        with get_sessionmaker(self.settings.database)() as session:
+            _, secret = keys.create_key(session, "admin", "e2e")
+        self.client = TestClient(create_app(self.settings), headers={"Authorization": f"Bearer {secret}"})
         self.workers: list[tuple[subprocess.Popen, Path]] = []
         self.data_dir = data_dir
 
