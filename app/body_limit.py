@@ -17,23 +17,24 @@ class BodyTooLarge(Exception):
     pass
 
 
-def limit_message(limit: int) -> bytes:
-    return json.dumps(error_body(413, f"request body is larger than the limit of {limit} bytes",
-                                 code="too_large")).encode()
+def limit_message(limit: int, what: str = "request body", code: str = "too_large", param: str | None = None) -> bytes:
+    return json.dumps(error_body(413, f"{what} is larger than the limit of {limit} bytes", code=code, param=param)).encode()
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app, limit_for: Callable[[str], int]):
+    """`limit_for(path)` -> (bytes allowed, the 413 body to answer with)."""
+
+    def __init__(self, app, limit_for: Callable[[str], tuple[int, bytes]]):
         self.app = app
         self.limit_for = limit_for
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             return await self.app(scope, receive, send)
-        limit = self.limit_for(scope["path"])
+        limit, refusal = self.limit_for(scope["path"])
         length = dict(scope.get("headers") or []).get(b"content-length", b"")
         if length.isdigit() and int(length) > limit:
-            return await self.refuse(send, limit)
+            return await self.refuse(send, refusal)
         received = 0
         exceeded = False
         started = False
@@ -55,7 +56,7 @@ class BodyLimitMiddleware:
             if exceeded:
                 if not started:
                     started = True
-                    await self.refuse(send, limit)
+                    await self.refuse(send, refusal)
                 return
             if message["type"] == "http.response.start":
                 started = True
@@ -66,11 +67,10 @@ class BodyLimitMiddleware:
         except BodyTooLarge:
             if not started:
                 started = True
-                await self.refuse(send, limit)
+                await self.refuse(send, refusal)
 
     @staticmethod
-    async def refuse(send, limit: int) -> None:
-        body = limit_message(limit)
+    async def refuse(send, body: bytes) -> None:
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                                 (b"connection", b"close")]})

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import queue
 from app.api import datasets, jobs, models, ops, transform
-from app.body_limit import BodyLimitMiddleware
+from app.body_limit import BodyLimitMiddleware, limit_message
 from app.errors import ServiceError, error_body
 from app.services.inference import ModelCache
 from app.settings import Settings, get_settings
@@ -50,9 +50,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     install_error_handlers(app)
 
-    def body_limit(path: str) -> int:
+    upload_refusal = limit_message(settings.max_upload_bytes, "upload", code="file_too_large", param="file")
+    body_refusal = limit_message(settings.max_request_bytes)
+
+    def body_limit(path: str) -> tuple[int, bytes]:
         # Uploads stream to disk and the copy loop enforces the exact file limit; this bounds the envelope.
-        return settings.max_upload_bytes + MULTIPART_OVERHEAD if path in UPLOAD_PATHS else settings.max_request_bytes
+        if path in UPLOAD_PATHS:
+            return settings.max_upload_bytes + MULTIPART_OVERHEAD, upload_refusal
+        return settings.max_request_bytes, body_refusal
 
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
     app.add_middleware(TelemetryMiddleware, telemetry=app.state.telemetry)  # added last: outermost

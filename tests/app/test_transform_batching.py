@@ -51,3 +51,76 @@ def test_full_queue_is_429_with_retry_after(client_for, sqlite_settings, pairs_n
     assert 200 in codes and 429 in codes, codes
     refused = next(r for r in responses if r.status_code == 429)
     assert refused.json()["error"]["code"] == "overloaded" and int(refused.headers["retry-after"]) >= 1
+
+
+def train_two_versions(client_for, settings, pairs_npz):
+    """Model "m" v1 and v2, trained with different seeds so that their outputs differ."""
+    c, _ = client_for(settings)
+    ds = c.post("/v1/datasets", files={"file": ("p.npz", pairs_npz.read_bytes())}, data={"kind": "embedding_pairs"}).json()["id"]
+    for seed in (1, 2):
+        job = c.post("/v1/training-jobs", json={"dataset_id": ds, "model": "m", "architecture": TINY_CUBE, "seed": seed,
+                                                "hyperparameters": {"n_epochs": 1}}).json()
+        training.run_job(settings, job["id"], "w1")
+    return c
+
+
+def test_alias_moves_under_load_fail_nothing(client_for, sqlite_settings, pairs_npz):
+    """Requests naming an alias while it moves back and forth: none fails, and each answer comes from
+    the version its x-model-version header names."""
+    sync_client = train_two_versions(client_for, sqlite_settings, pairs_npz)
+    x = np.random.default_rng(0).standard_normal((2, 16)).astype(np.float32).tolist()
+    expected = {}
+    for v in (1, 2):
+        r = sync_client.post("/v1/transform", json={"model": "m", "version": v, "input": x})
+        expected[r.headers["x-model-version"]] = np.array([d["embedding"] for d in r.json()["data"]])
+    (a, b) = expected.values()
+    assert not np.allclose(a, b, atol=1e-4), "the two versions must differ for this test to mean anything"
+    sync_client.put("/v1/models/m/aliases/prod", json={"version": 1})
+    app = create_app(sqlite_settings)
+
+    async def run():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            stop = asyncio.Event()
+
+            async def mover():
+                moves = 0
+                while not stop.is_set():
+                    r = await client.put("/v1/models/m/aliases/prod", json={"version": 1 + moves % 2})
+                    assert r.status_code == 200, r.text
+                    moves += 1
+                    await asyncio.sleep(0.005)
+                return moves
+
+            async def requester():
+                out = []
+                for _ in range(15):
+                    out.append(await client.post("/v1/transform", json={"model": "m", "alias": "prod", "input": x}))
+                return out
+
+            moving = asyncio.create_task(mover())
+            results = await asyncio.gather(*(requester() for _ in range(8)))
+            stop.set()
+            return [r for rs in results for r in rs], await moving
+
+    responses, moves = asyncio.run(run())
+    assert moves >= 4
+    served_by = set()
+    for r in responses:
+        assert r.status_code == 200, r.text
+        version_id = r.headers["x-model-version"]
+        got = np.array([d["embedding"] for d in r.json()["data"]])
+        assert np.allclose(got, expected[version_id], atol=1e-5)
+        served_by.add(version_id)
+    assert served_by == set(expected), "both versions should have served while the alias moved"
+
+
+def test_metrics_count_transform_batches_and_requests(client_for, sqlite_settings, pairs_npz):
+    c = make_version(client_for, sqlite_settings, pairs_npz)
+    assert c.post("/v1/transform", json={"model": "m", "input": [[0.1] * 16] * 3}).status_code == 200
+    text = c.get("/metrics").text
+    assert 'cube_http_requests_total{method="POST",route="/v1/transform",status="200"} 1.0' in text
+    assert 'cube_transform_batch_rows_sum{model="m:v1"} 3.0' in text
+    assert 'cube_transform_queue_duration_seconds_count{model="m:v1"} 1.0' in text
+    assert 'cube_transform_queue_rows{model="m:v1"} 0.0' in text
+    assert 'cube_training_jobs{status="succeeded"} 1.0' in text
