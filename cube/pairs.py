@@ -215,9 +215,7 @@ def _vector_from_json(value, name: str, line: int, dim: int | None) -> list[floa
 
 
 def load_pairs_jsonl(path: str | Path, *, min_pairs: int = MIN_PAIRS) -> PairData:
-    import json
-
-    from cube.textpairs import decode_utf8
+    from cube.textpairs import decode_utf8, jsonl_objects
 
     try:
         text = decode_utf8(Path(path).read_bytes())
@@ -226,15 +224,7 @@ def load_pairs_jsonl(path: str | Path, *, min_pairs: int = MIN_PAIRS) -> PairDat
     xs, ys, gs, ds = [], [], [], []
     dims: dict[str, int | None] = {"input": None, "target": None}
     has_group = has_difficulty = None
-    for line, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise PairFileError(f"line {line}: not valid JSON ({exc.msg} at column {exc.colno})", field="line", line=line) from None
-        if not isinstance(obj, dict):
-            raise PairFileError(f"line {line}: expected a JSON object, got {type(obj).__name__}", field="line", line=line)
+    for line, obj in jsonl_objects(text):
         for name in ("input", "target"):
             if name not in obj:
                 raise PairFileError(f"line {line}: missing field '{name}'", field=name, line=line)

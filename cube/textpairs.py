@@ -63,7 +63,8 @@ def _text_field(value, name: str, line: int, *, required: bool) -> str | None:
     return text
 
 
-def _jsonl_rows(text: str):
+def jsonl_objects(text: str):
+    """(line number, object) for each non-blank line; PairFileError naming the line otherwise."""
     for line, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
             continue
@@ -105,7 +106,7 @@ def load_text_pairs(path: str | Path, *, fmt: str | None = None, min_pairs: int 
     except OSError as exc:
         raise PairFileError(f"cannot read {path}: {exc.strerror}", field="file") from None
     text = decode_utf8(raw)
-    rows = _jsonl_rows(text) if fmt == "jsonl" else _csv_rows(text)
+    rows = jsonl_objects(text) if fmt == "jsonl" else _csv_rows(text)
     inputs, targets, groups = [], [], []
     seen: set[tuple[str, str]] = set()
     duplicates = 0
