@@ -54,8 +54,8 @@ class DynamicBatcher:
         self.queued_rows = 0
         self._queue: asyncio.Queue[_Pending] | None = None
         self._task: asyncio.Task | None = None
-        # One thread per model: forward passes of one model never overlap (torch parallelises inside).
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="transform")
+        self._executor: ThreadPoolExecutor | None = None
+        self._busy = False  # a forward pass is running
         self._last_batch_s = 0.005
 
     async def submit(self, x: np.ndarray) -> tuple[np.ndarray, BatchTiming]:
@@ -71,6 +71,9 @@ class DynamicBatcher:
         return await future
 
     def _ensure_started(self) -> None:
+        if self._executor is None:
+            # One thread per model: forward passes of one model never overlap (torch parallelises inside).
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="transform")
         if self._task is None or self._task.done():
             self._queue = asyncio.Queue()
             self._task = asyncio.get_running_loop().create_task(self._collect_forever())
@@ -100,6 +103,7 @@ class DynamicBatcher:
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         self.queued_rows -= rows
+        self._busy = True
         try:
             x = batch[0].x if len(batch) == 1 else np.concatenate([p.x for p in batch])
             y = await loop.run_in_executor(self._executor, self.forward, x)
@@ -108,6 +112,8 @@ class DynamicBatcher:
                 if not p.future.done():
                     p.future.set_exception(exc)
             return
+        finally:
+            self._busy = False
         took = time.perf_counter() - started
         self._last_batch_s = took
         if self.on_batch:
@@ -120,10 +126,27 @@ class DynamicBatcher:
             offset += n
 
     async def close(self) -> None:
+        """Stop once every queued request has been served: nobody is left waiting on a future that
+        will never be set. A later submit starts the batcher again."""
+        while self.queued_rows > 0 or self._busy:
+            await asyncio.sleep(0.005)
         if self._task is not None:
-            self._task.cancel()
+            self._task.cancel()  # idle: waiting on an empty queue
             try:
                 await self._task
             except asyncio.CancelledError:
                 pass
-        self._executor.shutdown(wait=False)
+            self._task = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+
+    def close_soon(self) -> None:
+        """close() from any thread (e.g. when a model cache evicts this model)."""
+        task = self._task
+        if task is None or task.done():
+            if self._executor is not None:
+                self._executor.shutdown(wait=False)
+                self._executor = None
+            return
+        task.get_loop().call_soon_threadsafe(lambda: task.get_loop().create_task(self.close()))

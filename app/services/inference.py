@@ -71,7 +71,7 @@ class ModelCache:
                     self._models[version.id] = loaded
                     while len(self._models) > self.size:
                         _, evicted = self._models.popitem(last=False)
-                        stop_batcher(evicted.batcher)
+                        evicted.batcher.close_soon()  # after serving whatever it still has queued
         with self._lock:
             self._loading.pop(version.id, None)
         return loaded
@@ -111,14 +111,6 @@ class ModelCache:
         """Vectors waiting per loaded model (label -> rows), for the queue-depth gauge."""
         with self._lock:
             return {m.label: m.batcher.queued_rows for m in self._models.values()}
-
-
-def stop_batcher(batcher: DynamicBatcher) -> None:
-    """Stop an evicted model's collector task (on its own loop) and its thread."""
-    task = batcher._task
-    if task is not None and not task.done():
-        task.get_loop().call_soon_threadsafe(task.cancel)
-    batcher._executor.shutdown(wait=False)
 
 
 @dataclass

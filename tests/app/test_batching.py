@@ -99,3 +99,25 @@ def test_a_failing_model_fails_its_callers_not_the_batcher():
         return y
 
     assert run(main()).shape == (1, 2)
+
+
+def test_closing_serves_queued_requests_first_and_a_later_submit_restarts():
+    """An evicted model's batcher must not strand callers that were already waiting on it."""
+    model = SlowDouble(delay=0.05)
+
+    async def main():
+        batcher = DynamicBatcher(model, max_batch_rows=2, max_wait_s=0.0)
+        waiting = [asyncio.ensure_future(batcher.submit(np.full((2, 2), i, np.float32))) for i in range(4)]
+        await asyncio.sleep(0.01)  # one batch running, three queued
+        batcher.close_soon()
+        results = await asyncio.wait_for(asyncio.gather(*waiting), timeout=5)
+        await asyncio.sleep(0.01)
+        assert batcher._task is None  # closed once idle
+        again, _ = await asyncio.wait_for(batcher.submit(np.ones((1, 2), np.float32)), timeout=5)
+        await batcher.close()
+        return results, again
+
+    results, again = run(main())
+    for i, (y, _) in enumerate(results):
+        np.testing.assert_array_equal(y, np.full((2, 2), 2.0 * i))
+    np.testing.assert_array_equal(again, np.full((1, 2), 2.0))
