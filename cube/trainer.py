@@ -82,7 +82,7 @@ def _batches(n: int, batch_size: int, seed: int, epoch: int) -> Iterable[torch.T
         yield perm[start : start + batch_size]
 
 
-@torch.no_grad()
+@torch.inference_mode()  # no autograd bookkeeping at all: the fastest eval path
 def predict(model: nn.Module, x: np.ndarray | torch.Tensor, batch_size: int = 1024, device: str | torch.device | None = None) -> np.ndarray:
     """Eval-mode predictions in batches, as float32 numpy."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
