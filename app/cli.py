@@ -17,6 +17,7 @@ import sys
 from cube.commands import UsageError, add_commands as add_offline_commands
 from cube.config import ConfigError
 from cube.pairs import PairFileError
+from cube.errors import CheckpointMismatch, TrainingDiverged
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (UsageError, ConfigError) as exc:
+    except (UsageError, ConfigError, CheckpointMismatch, TrainingDiverged) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except PairFileError as exc:

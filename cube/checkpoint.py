@@ -35,6 +35,8 @@ class TrainState:
     bad_epochs: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     rng_state: list[int] = field(default_factory=list)  # torch CPU generator state (bytes as ints)
+    cuda_rng_state: list[list[int]] = field(default_factory=list)  # one per CUDA device, when training there
+    fingerprint: str = ""          # what run wrote it (config + data); a different run must not resume it
 
 
 def _flatten_optimizer(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -78,7 +80,8 @@ def save_checkpoint(directory: str | Path, model: torch.nn.Module, optimizer: to
     pointer = root / f".{LATEST}.tmp"
     pointer.write_text(name)
     os.replace(pointer, root / LATEST)
-    for old in sorted(p for p in root.glob("epoch-*") if p.is_dir())[:-keep]:
+    by_epoch = sorted((p for p in root.glob("epoch-*") if p.is_dir()), key=lambda p: int(p.name.split("-")[1]))
+    for old in by_epoch[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 

@@ -22,6 +22,17 @@ class UsageError(Exception):
     """Bad command-line input: printed as `error: ...`, exit status 2."""
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
 def parse_value(text: str) -> Any:
     try:
         return json.loads(text)
@@ -177,7 +188,10 @@ def cmd_transform(args: argparse.Namespace) -> int:
     except ArtifactError as exc:
         raise UsageError(str(exc)) from None
     try:
-        x = check_matrix("input", np.load(args.input, allow_pickle=False))
+        loaded = np.load(args.input, allow_pickle=False)
+        if not isinstance(loaded, np.ndarray):  # an .npz archive, not one array
+            raise ValueError("expected a .npy file holding one [N, D] array, got an .npz archive")
+        x = check_matrix("input", loaded)
     except (OSError, ValueError, EOFError) as exc:
         detail = exc.message if isinstance(exc, PairFileError) else str(exc)
         raise UsageError(f"{args.input}: {detail}") from None
@@ -185,7 +199,10 @@ def cmd_transform(args: argparse.Namespace) -> int:
     if x.shape[1] != d_in:
         raise UsageError(f"{args.input}: vectors have {x.shape[1]} dimensions, the model expects {d_in}")
     y = predict(model, x)
-    np.save(args.output, y)
+    try:
+        np.save(args.output, y)
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from None
     print(f"wrote {y.shape[0]} vectors of {y.shape[1]} dimensions to {args.output}")
     return 0
 
@@ -239,7 +256,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--arch", choices=["cube", "linear", "mlp"], default=None, help="default: cube")
     p.add_argument("--config", help="JSON or TOML file with sections arch, model, train, split")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting (repeatable)")
-    p.add_argument("--seeds", type=int, default=1, help="train every trainable method with N seeds (mean and 95%% interval)")
+    p.add_argument("--seeds", type=positive_int, default=1, help="train every trainable method with N seeds (mean and 95%% interval)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("transform", help="map vectors through a trained model directory")

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -30,13 +31,19 @@ def _from_dict(cls: type[T], data: dict[str, Any]) -> T:
     return obj
 
 
+def _count(name: str, value: Any, low: int, high: int) -> None:
+    """An integer (not a bool) in [low, high]."""
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ConfigError(f"{name} must be an integer from {low} to {high}, got {value!r}")
+
+
 def _choice(name: str, value: Any, allowed: tuple[Any, ...]) -> None:
-    if value not in allowed:
+    if value not in allowed or type(value) not in {type(a) for a in allowed}:  # 6.0 and True are not 6 or 1
         raise ConfigError(f"{name} must be one of {allowed}, got {value!r}")
 
 
 def _positive(name: str, value: Any, *, allow_zero: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or value < 0 or (value == 0 and not allow_zero):
         raise ConfigError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} number, got {value!r}")
 
@@ -70,14 +77,10 @@ class CubeConfig:
         if len(self.grid) != 3:
             raise ConfigError(f"grid must have three sizes (X, Y, Z), got {self.grid!r}")
         for i, g in enumerate(self.grid):
-            if not isinstance(g, int) or g < 1:
-                raise ConfigError(f"grid[{i}] must be a positive integer, got {g!r}")
+            _count(f"grid[{i}]", g, 1, 1024)
         for name in ("d_in", "d_out", "channels", "hidden"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        if not isinstance(self.steps, int) or self.steps < 0:
-            raise ConfigError(f"steps must be a non-negative integer, got {self.steps!r}")
+            _count(name, getattr(self, name), 1, 1 << 20)
+        _count("steps", self.steps, 0, 1024)
         _choice("neighbourhood", self.neighbourhood, (6, 26))
         _choice("boundary", self.boundary, ("zero", "periodic"))
         _choice("perception", self.perception, ("learned", "fixed"))
@@ -85,7 +88,7 @@ class CubeConfig:
         _choice("read_in", self.read_in, ("linear", "reshape"))
         _choice("read_out", self.read_out, ("volume", "face"))
         _choice("skip", self.skip, ("linear", "identity", "none"))
-        if not 0.0 < self.fire_rate <= 1.0:
+        if isinstance(self.fire_rate, bool) or not isinstance(self.fire_rate, (int, float)) or not 0.0 < self.fire_rate <= 1.0:
             raise ConfigError(f"fire_rate must be in (0, 1], got {self.fire_rate!r}")
         if self.read_in == "reshape" and self.d_in != self.n_cells:
             raise ConfigError(f"read_in='reshape' needs d_in == X*Y*Z ({self.n_cells}), got {self.d_in}")
@@ -122,22 +125,19 @@ class TrainConfig:
     warmup_steps: int = 50
 
     def validate(self) -> "TrainConfig":
-        for name in ("n_epochs", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        _count("n_epochs", self.n_epochs, 1, 10_000)
+        _count("batch_size", self.batch_size, 1, 1 << 20)
         _positive("learning_rate", self.learning_rate)
         _positive("weight_decay", self.weight_decay, allow_zero=True)
         _positive("temperature", self.temperature)
         _positive("grad_clip", self.grad_clip, allow_zero=True)
-        if not isinstance(self.early_stopping_patience, int) or self.early_stopping_patience < 0:
-            raise ConfigError(f"early_stopping_patience must be a non-negative integer, got {self.early_stopping_patience!r}")
-        if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
-            raise ConfigError(f"warmup_steps must be a non-negative integer, got {self.warmup_steps!r}")
+        _count("early_stopping_patience", self.early_stopping_patience, 0, 10_000)
+        _count("warmup_steps", self.warmup_steps, 0, 10_000_000)
+        if not isinstance(self.amp, bool):
+            raise ConfigError(f"amp must be true or false, got {self.amp!r}")
         _choice("loss", self.loss, ("infonce", "cosine", "mse"))
         _choice("monitor", self.monitor, ("mrr", "recall_at_10", "loss"))
-        if not isinstance(self.seed, int):
-            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
+        _count("seed", self.seed, 0, 2**31 - 1)
         if not (self.device in ("auto", "cpu") or str(self.device).startswith("cuda")):
             raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
         return self

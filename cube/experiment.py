@@ -6,6 +6,7 @@ validation split.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass, replace
@@ -17,7 +18,7 @@ import torch
 
 from cube.artifacts import save_model, write_json_atomic
 from cube.baselines import Identity, MeanTarget, Procrustes, Ridge, TrainedBaseline
-from cube.config import RunConfig
+from cube.config import ConfigError, RunConfig
 from cube.metrics import evaluate_predictions
 from cube.models import build_model, flops_per_sample, mlp_hidden_for_params, parameter_count
 from cube.pairs import PairData, split_pairs
@@ -52,8 +53,12 @@ def summarise(runs: list[dict[str, float]]) -> tuple[dict[str, float], dict[str,
     return mean, {k: [mean[k] - half[k], mean[k] + half[k]] for k in runs[0]}
 
 
-def main_model_config(arch: str, run: RunConfig, d_in: int, d_out: int) -> dict[str, Any]:
-    return {"d_in": d_in, "d_out": d_out, **run.model}
+def fingerprint(data: PairData, run: RunConfig, model_config: dict[str, Any]) -> str:
+    """Names a run by its settings and data, so a checkpoint is only resumed by the run that wrote it."""
+    h = hashlib.sha256(json.dumps([run.arch, model_config, run.train.to_dict(), run.split.to_dict()], sort_keys=True).encode())
+    for a in (data.input, data.target):
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
 
 
 def run_experiment(
@@ -65,8 +70,14 @@ def run_experiment(
     callbacks: Iterable[Any] = (),
     checkpoint_dir: str | Path | None = None,
     log: Callable[[str], None] = lambda msg: None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> ExperimentResult:
-    """Train `run.arch` and every baseline; write the model, report.json, report.md and the plot."""
+    """Train `run.arch` and every baseline; write the model, report.json, report.md and the plot.
+
+    Callbacks see the main model's epochs; `should_stop` is asked between the later stages (the
+    baselines train without callbacks), so a cancel request is honoured there too."""
+    if not isinstance(seeds, int) or seeds < 1:
+        raise ConfigError(f"seeds must be a positive integer, got {seeds!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     split = split_pairs(data, run.split)
@@ -83,7 +94,8 @@ def run_experiment(
     info: dict[str, Any] = {}
 
     # The model the user asked for: seed 0 carries callbacks and checkpoints (resumable).
-    model_config = main_model_config(run.arch, run, data.dim_in, data.dim_out)
+    model_config = {"d_in": data.dim_in, "d_out": data.dim_out, **run.model}
+    run_id = fingerprint(data, run, model_config)
     main_model, main_result = None, None
     for i in range(seeds):
         cfg = replace(run.train, seed=run.train.seed + i)
@@ -91,8 +103,8 @@ def run_experiment(
         model = build_model(run.arch, model_config)
         log(f"training {run.arch} (seed {cfg.seed}): {parameter_count(model):,} parameters")
         result = fit(model, train, val, cfg, callbacks=callbacks if i == 0 else (),
-                     checkpoint_dir=checkpoint_dir if i == 0 else None)
-        if result.cancelled:
+                     checkpoint_dir=checkpoint_dir if i == 0 else None, fingerprint=run_id)
+        if result.cancelled or should_stop():
             raise ExperimentCancelled(result.epochs_run)
         results.setdefault(run.arch, []).append(judge(predict(model, te.input)))
         if i == 0:
@@ -113,6 +125,8 @@ def run_experiment(
         if arch == run.arch:
             continue
         for i in range(seeds):
+            if should_stop():
+                raise ExperimentCancelled(main_result.epochs_run)
             cfg = replace(run.train, seed=run.train.seed + i)
             log(f"training baseline {arch} (seed {cfg.seed})")
             baseline = TrainedBaseline(arch, cfg, extra).fit(train, val)

@@ -25,7 +25,11 @@ def target_ranks(pred: np.ndarray | torch.Tensor, target: np.ndarray | torch.Ten
         own = sims[torch.arange(sims.shape[0]), torch.arange(start, start + sims.shape[0])][:, None]
         greater = (sims > own).sum(dim=1).double()
         ties = (sims == own).sum(dim=1).double() - 1.0
-        ranks.append(greater + ties / 2.0)
+        rank = greater + ties / 2.0
+        # A non-finite prediction (a diverged model) compares false with everything: rank it last,
+        # never first.
+        rank[~torch.isfinite(sims).all(dim=1)] = float(t.shape[0] - 1)
+        ranks.append(rank)
     return torch.cat(ranks).numpy()
 
 

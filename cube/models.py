@@ -75,10 +75,21 @@ def build_model(arch: str, config: dict[str, Any]) -> nn.Module:
     raise ConfigError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
 
 
-def check_model_config(arch: str, config: dict[str, Any]) -> None:
-    """Raise ConfigError if build_model would; allocates nothing (built on the meta device)."""
+def check_model_config(arch: str, config: dict[str, Any], *, max_parameters: int | None = None,
+                       max_state_values: int | None = None) -> int:
+    """Raise ConfigError if build_model would, or if the model is larger than the limits; return its
+    parameter count. Allocates nothing (built on the meta device)."""
     with torch.device("meta"):
-        build_model(arch, config)
+        model = build_model(arch, config)
+    n = parameter_count(model)
+    if max_parameters is not None and n > max_parameters:
+        raise ConfigError(f"the model would have {n:,} parameters; the limit is {max_parameters:,}")
+    if max_state_values is not None and isinstance(model, CubeModel):
+        values = model.cfg.n_cells * model.cfg.channels
+        if values > max_state_values:
+            raise ConfigError(f"the grid holds {values:,} values per sample (cells x channels); "
+                              f"the limit is {max_state_values:,}")
+    return n
 
 
 def parameter_count(model: nn.Module) -> int:

@@ -160,17 +160,25 @@ def split_pairs(data: PairData, cfg: SplitConfig) -> Split:
     order = np.random.default_rng(cfg.seed).permutation(len(uniq))
     cum = np.cumsum(counts[order])  # pairs covered by the first k groups of the shuffled order
     n = len(data)
-    n_test = max(1, int(np.searchsorted(cum, round(cfg.test_fraction * n), side="right")))
-    n_val = max(1, int(np.searchsorted(cum, cum[n_test - 1] + round(cfg.val_fraction * n), side="right")) - n_test)
+
+    def groups_for(target: int, before: int) -> int:
+        """How many more groups (after `before` pairs) make up about `target` pairs, and at least 2."""
+        about = int(np.searchsorted(cum, before + target, side="right"))
+        at_least_two = int(np.searchsorted(cum, before + 2, side="left")) + 1
+        return max(about, at_least_two)
+
+    n_test = min(len(uniq), groups_for(round(cfg.test_fraction * n), 0))
+    n_val = min(len(uniq), groups_for(round(cfg.val_fraction * n), int(cum[n_test - 1]))) - n_test
     which = np.zeros(len(uniq), dtype=np.int8)  # 0 train, 1 val, 2 test
     which[order[:n_test]] = 2
     which[order[n_test : n_test + n_val]] = 1
     pair_split = which[inverse]
     split = Split(*(np.flatnonzero(pair_split == k) for k in (0, 1, 2)))
     for name in ("train", "val", "test"):
-        if len(getattr(split, name)) == 0:
+        if len(getattr(split, name)) < 2:  # retrieval and spread need at least two rows
             raise PairFileError(
-                f"too few pairs (or groups) for a non-empty {name} split: {n} pairs in {len(uniq)} groups", field="group"
+                f"too few pairs (or groups) for a {name} split of at least 2 pairs: {n} pairs in {len(uniq)} groups",
+                field="group",
             )
     return split
 

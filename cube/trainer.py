@@ -19,6 +19,7 @@ from torch import nn
 
 from cube.checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
 from cube.config import TrainConfig
+from cube.errors import CheckpointMismatch, TrainingDiverged
 from cube.losses import make_loss
 from cube.metrics import retrieval_metrics
 
@@ -108,8 +109,12 @@ def fit(
     checkpoint_dir: str | Path | None = None,
     resume: bool = True,
     step_every: int = 25,
+    fingerprint: str = "",
 ) -> TrainResult:
-    """Train `model` in place; on return it holds the best validation epoch's weights."""
+    """Train `model` in place; on return it holds the best validation epoch's weights.
+
+    `fingerprint` names the run (config and data); a checkpoint written under another fingerprint is
+    refused rather than silently resumed."""
     cfg.validate()
     callbacks = list(callbacks)
     device = resolve_device(cfg.device)
@@ -123,14 +128,19 @@ def fit(
     total_steps = cfg.n_epochs * steps_per_epoch
     autocast = device.type == "cuda" and cfg.amp
 
-    state = TrainState()
+    state = TrainState(fingerprint=fingerprint)
     best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
     resumed_from = None
     torch.manual_seed(cfg.seed)  # the fire-rate masks draw from the global generator
     ckpt = latest_checkpoint(checkpoint_dir) if (checkpoint_dir and resume) else None
     if ckpt is not None:
         state, best_weights = load_checkpoint(ckpt, model, optimizer, device)
+        if fingerprint and state.fingerprint != fingerprint:
+            raise CheckpointMismatch(f"{checkpoint_dir} holds a checkpoint of a different run (other settings or data); "
+                                     "use another output directory or delete that one")
         torch.set_rng_state(torch.tensor(state.rng_state, dtype=torch.uint8))
+        if state.cuda_rng_state and device.type == "cuda":
+            torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state.cuda_rng_state])
         resumed_from = state.epoch
 
     started = time.perf_counter()
@@ -159,6 +169,10 @@ def fit(
                     if hasattr(cb, "on_step"):
                         cb.on_step(state.step, total_steps)
         state.epoch += 1
+        train_loss = total / max(1, count)
+        if not math.isfinite(train_loss):
+            raise TrainingDiverged(f"the training loss became {train_loss} in epoch {state.epoch}; "
+                                   "try a lower learning_rate or a grad_clip")
         val_metrics = evaluate_split(model, x_va, y_va, loss_fn, device)
         score = _score(val_metrics, cfg.monitor)
         improved = state.best_score is None or score > state.best_score
@@ -167,10 +181,12 @@ def fit(
             best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             state.bad_epochs += 1
-        record = {"epoch": state.epoch, "step": state.step, "train_loss": total / max(1, count),
+        record = {"epoch": state.epoch, "step": state.step, "train_loss": train_loss,
                   **{f"val_{k}": v for k, v in val_metrics.items()}}
         state.history.append(record)
         state.rng_state = torch.get_rng_state().tolist()
+        if device.type == "cuda":  # the fire-rate masks are drawn on the device there
+            state.cuda_rng_state = [r.tolist() for r in torch.cuda.get_rng_state_all()]
         if checkpoint_dir:
             save_checkpoint(checkpoint_dir, model, optimizer, best_weights, state)
         report = EpochReport(state.epoch, cfg.n_epochs, state.step, total_steps, record["train_loss"], val_metrics,

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import job_states
-from app.errors import Conflict, InvalidContent, InvalidRequest, NotFound, PayloadTooLarge
+from app.errors import Conflict, InvalidContent, InvalidRequest, NotFound, NotReady, PayloadTooLarge
 from app.ids import new_id
 from app.models import Dataset, TrainingJob
 from app.queue import ENCODE_TASK
@@ -186,7 +186,13 @@ def create_dataset(session: Session, settings: Settings, storage: LocalStorage, 
             storage.delete(stored_key.rsplit("/", 1)[0])
         raise
     if not ready:
-        enqueue(ENCODE_TASK, dataset.id)  # after the commit: the worker must find the row
+        try:
+            enqueue(ENCODE_TASK, dataset.id)  # after the commit: the worker must find the row
+        except Exception as exc:  # kombu raises many kinds; all mean "not enqueued": undo the upload
+            session.delete(dataset)
+            session.commit()
+            storage.delete(f"datasets/{dataset.id}")
+            raise NotReady("the job queue is unreachable; the dataset was not stored", code="broker_unavailable") from exc
     return dataset
 
 
@@ -207,6 +213,9 @@ def list_datasets(session: Session, after: str | None, limit: int) -> tuple[list
 
 def delete_dataset(session: Session, storage: LocalStorage, dataset: Dataset) -> None:
     """409 while an active job uses it; a dataset that finished jobs point at keeps a tombstone row."""
+    if dataset.status == VALIDATING:  # the worker is encoding it: deleting now would strand its result
+        raise Conflict(f"dataset {dataset.id} is being encoded; delete it once it is ready or failed",
+                       code="dataset_in_use")
     jobs = list(session.scalars(select(TrainingJob.status).where(TrainingJob.dataset_id == dataset.id)))
     if any(s in job_states.ACTIVE for s in jobs):
         raise Conflict(f"dataset {dataset.id} is used by an active training job", code="dataset_in_use")

@@ -60,6 +60,11 @@ def resolve_split(body: TrainingJobCreate) -> dict[str, Any]:
     return {**split, "split_by": body.validation.split_by}
 
 
+# A job may not ask for a model that cannot fit a worker: the check runs before anything is queued.
+MAX_MODEL_PARAMETERS = 200_000_000
+MAX_STATE_VALUES = 1 << 20  # cells x channels per sample: the default cube has 6,144
+
+
 def check_architecture(arch: str, shape: dict[str, Any], dataset: Dataset, mode: str) -> None:
     from cube.config import ConfigError
     from cube.models import check_model_config
@@ -71,7 +76,8 @@ def check_architecture(arch: str, shape: dict[str, Any], dataset: Dataset, mode:
         return  # text pairs: the teacher's dimension is known after encoding; the worker checks then
     d_out = dataset.dim_in if mode == "autoencoder" else dataset.dim_out
     try:
-        check_model_config(arch, {"d_in": dataset.dim_in, "d_out": d_out, **shape})
+        check_model_config(arch, {"d_in": dataset.dim_in, "d_out": d_out, **shape},
+                           max_parameters=MAX_MODEL_PARAMETERS, max_state_values=MAX_STATE_VALUES)
     except (ConfigError, TypeError) as exc:
         raise InvalidContent(str(exc), param="architecture", code="invalid_architecture") from None
 

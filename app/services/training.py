@@ -154,6 +154,15 @@ class ProgressRecorder:
         if cancel:
             raise StopTraining()
 
+    def should_stop(self) -> bool:
+        """Between the experiment's later stages: a cancel request, or the claim lost to another worker."""
+        with session_scope(self.settings.database) as session:
+            job = session.get(TrainingJob, self.job_id)
+            if job is None or job.attempt != self.attempt or job.status != job_states.RUNNING:
+                self.lost_claim = True
+                return True
+            return job.cancel_requested_at is not None
+
     def _sync_checkpoints(self, session, epoch: int, step: int, metrics: dict) -> None:
         """One row per checkpoint directory that exists (the trainer keeps only the newest few)."""
         root = self.storage.local_path(self.checkpoint_key)
@@ -222,7 +231,8 @@ def run_job(settings: Settings, job_id: str, worker: str) -> Claim:
         with Heartbeat(settings, job_id, claim.attempt):
             data = load_pairs(dataset, storage, job.mode)
             result = run_experiment(data, run_config(job), storage.local_path(run_key), callbacks=[recorder],
-                                    checkpoint_dir=storage.local_path(ckpt_key), log=recorder.log)
+                                    checkpoint_dir=storage.local_path(ckpt_key), log=recorder.log,
+                                    should_stop=recorder.should_stop)
     except ExperimentCancelled as exc:
         if not recorder.lost_claim:
             finish(settings, job_id, claim.attempt, job_states.CANCELLED, message=f"cancelled after {exc.epochs_run} epoch(s)")
@@ -266,6 +276,10 @@ def register(settings: Settings, job_id: str, attempt: int, result, artifact_key
             with session_scope(settings.database) as session:
                 job = session.get(TrainingJob, job_id, with_for_update=True)
                 if job is None or job.attempt != attempt or job.status != job_states.RUNNING:
+                    return
+                if job.cancel_requested_at is not None:  # asked to stop after the last check: honour it
+                    job_states.transition(job, job_states.CANCELLED)
+                    add_event(session, job_id, "cancelled after training finished; no version registered")
                     return
                 existing = session.scalar(select(ModelVersion).where(ModelVersion.source_job_id == job_id))
                 version = existing or register_version(

@@ -52,3 +52,26 @@ def test_bad_inputs_exit_2_with_a_message(tmp_path):
     assert out.returncode == 2 and "grid must have three sizes" in out.stderr
     out = cube("train", "--data", "ok.npz", "--out", "run", "--set", "nonsense", cwd=tmp_path)
     assert out.returncode == 2 and "key=value" in out.stderr
+
+
+def test_rerunning_into_the_same_output_with_other_data_is_refused(tmp_path):
+    save_pairs_npz(tmp_path / "a.npz", nonlinear_pairs(n=200, d_in=6, d_out=6, seed=1))
+    save_pairs_npz(tmp_path / "b.npz", nonlinear_pairs(n=200, d_in=6, d_out=6, seed=2))
+    args = ["--out", "run", "--arch", "linear", "--set", "n_epochs=2"]
+    assert cube("train", "--data", "a.npz", *args, cwd=tmp_path).returncode == 0
+    again = cube("train", "--data", "a.npz", *args, cwd=tmp_path)  # the same run: resumes its checkpoint
+    assert again.returncode == 0, again.stderr
+    other = cube("train", "--data", "b.npz", *args, cwd=tmp_path)
+    assert other.returncode == 2 and "different run" in other.stderr and "Traceback" not in other.stderr
+
+
+def test_more_bad_command_lines(tmp_path):
+    save_pairs_npz(tmp_path / "p.npz", nonlinear_pairs(n=200, d_in=6, d_out=6))
+    out = cube("train", "--data", "p.npz", "--out", "run", "--seeds", "0", cwd=tmp_path)
+    assert out.returncode == 2 and "positive integer" in out.stderr
+    assert cube("train", "--data", "p.npz", "--out", "run", "--arch", "linear", "--set", "n_epochs=1", cwd=tmp_path).returncode == 0
+    out = cube("transform", "--model", "run/model", "--input", "p.npz", "--output", "o.npy", cwd=tmp_path)
+    assert out.returncode == 2 and ".npz archive" in out.stderr
+    np.save(tmp_path / "in.npy", np.zeros((2, 6), np.float32))
+    out = cube("transform", "--model", "run/model", "--input", "in.npy", "--output", "no/such/dir/o.npy", cwd=tmp_path)
+    assert out.returncode == 2 and "cannot write" in out.stderr

@@ -37,3 +37,18 @@ def test_round_trip():
 def test_bad_train_config(overrides):
     with pytest.raises(ConfigError):
         TrainConfig(**overrides).validate()
+
+
+@pytest.mark.parametrize("overrides", [
+    {"learning_rate": float("nan")}, {"temperature": float("inf")}, {"weight_decay": float("nan")},
+    {"n_epochs": 10**20}, {"batch_size": True}, {"amp": "no"}, {"early_stopping_patience": True}, {"seed": -1},
+])
+def test_non_finite_huge_or_mistyped_training_values_are_refused(overrides):
+    with pytest.raises(ConfigError):
+        TrainConfig(**overrides).validate()
+
+
+@pytest.mark.parametrize("overrides", [{"neighbourhood": 6.0}, {"grid": (2, True, 2)}, {"fire_rate": True}, {"channels": 2.0}])
+def test_mistyped_cube_values_are_refused(overrides):
+    with pytest.raises(ConfigError):
+        CubeConfig(**overrides).validate()

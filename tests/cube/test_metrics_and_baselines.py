@@ -51,3 +51,12 @@ def test_identity_and_mean():
     assert np.allclose(MeanTarget().fit((x, x), (x, x)).predict(x[:2]), x.mean(0))
     with pytest.raises(ValueError):
         Identity().fit((x, x[:, :2]), (x, x[:, :2]))
+
+
+def test_a_nan_prediction_ranks_last_not_first():
+    t = np.random.default_rng(3).standard_normal((30, 5))
+    p = t.copy()
+    p[0] = np.nan
+    ranks = target_ranks(p, t)
+    assert ranks[0] == 29 and (ranks[1:] == 0).all()
+    assert retrieval_metrics(np.full_like(t, np.nan), t)["recall_at_1"] == 0.0

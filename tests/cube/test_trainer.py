@@ -122,3 +122,24 @@ def test_predict_returns_float32_rows(synthetic):
     model = build_model("linear", {"d_in": 16, "d_out": 16})
     out = predict(model, synthetic.input[:10])
     assert out.dtype == np.float32 and out.shape == (10, 16)
+
+
+def test_divergence_is_an_error_not_a_best_epoch(synthetic):
+    from cube.errors import TrainingDiverged
+
+    cfg = TrainConfig(n_epochs=3, batch_size=64, learning_rate=1e30, grad_clip=0, loss="mse", warmup_steps=0)
+    with pytest.raises(TrainingDiverged, match="learning_rate"):
+        train_once(synthetic, cfg)
+
+
+def test_another_runs_checkpoint_is_refused(synthetic, tmp_path):
+    from cube.errors import CheckpointMismatch
+
+    cfg = TrainConfig(n_epochs=3, batch_size=64, early_stopping_patience=0)
+    torch.manual_seed(0)
+    model = build_model("cube", {"d_in": 16, "d_out": 16, **TINY_CUBE})
+    train, val = split(synthetic)
+    fit(model, train, val, cfg, checkpoint_dir=tmp_path, callbacks=[StopAfter(1)], fingerprint="run-a")
+    with pytest.raises(CheckpointMismatch, match="different run"):
+        fit(model, train, val, cfg, checkpoint_dir=tmp_path, fingerprint="run-b")
+    assert fit(model, train, val, cfg, checkpoint_dir=tmp_path, fingerprint="run-a").resumed_from == 1

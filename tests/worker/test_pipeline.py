@@ -107,6 +107,38 @@ def test_cancel_request_stops_after_the_epoch(client, settings, new_job, monkeyp
     assert job["model_version_id"] is None and versions(settings, job_id) == 0
 
 
+def test_a_cancel_during_the_baselines_registers_no_version(client, settings, new_job, monkeypatch):
+    """The baselines train without epoch callbacks; the cancel is honoured between stages."""
+    c, _ = client
+    job_id = new_job(n_epochs=2)
+    original = training.ProgressRecorder.log
+
+    def cancel_when_baselines_start(self, message):
+        if message.startswith("training baseline"):
+            c.post(f"/v1/training-jobs/{job_id}/cancel")
+        original(self, message)
+
+    monkeypatch.setattr(training.ProgressRecorder, "log", cancel_when_baselines_start)
+    training.run_job(settings, job_id, "w1")
+    job = c.get(f"/v1/training-jobs/{job_id}").json()
+    assert job["status"] == "cancelled" and versions(settings, job_id) == 0
+
+
+def test_a_cancel_after_the_last_check_still_registers_no_version(client, settings, new_job, monkeypatch):
+    c, _ = client
+    job_id = new_job(n_epochs=2)
+    original = training.register
+
+    def cancel_then_register(*args, **kwargs):
+        c.post(f"/v1/training-jobs/{job_id}/cancel")
+        original(*args, **kwargs)
+
+    monkeypatch.setattr(training, "register", cancel_then_register)
+    training.run_job(settings, job_id, "w1")
+    job = c.get(f"/v1/training-jobs/{job_id}").json()
+    assert job["status"] == "cancelled" and job["model_version_id"] is None and versions(settings, job_id) == 0
+
+
 def test_a_killed_job_resumes_from_its_checkpoint(client, settings, new_job, monkeypatch):
     c, _ = client
     job_id = new_job(n_epochs=4)
