@@ -196,8 +196,8 @@ def create_dataset(session: Session, settings: Settings, storage: LocalStorage, 
     return dataset
 
 
-def get_dataset(session: Session, dataset_id: str) -> Dataset:
-    dataset = session.get(Dataset, dataset_id)
+def get_dataset(session: Session, dataset_id: str, *, for_update: bool = False) -> Dataset:
+    dataset = session.get(Dataset, dataset_id, with_for_update=for_update)
     if dataset is None or dataset.status == DELETED:
         raise NotFound(f"no dataset {dataset_id!r}", param="dataset_id")
     return dataset

@@ -15,7 +15,7 @@ from app.ids import new_id
 from app.models import Dataset, JobCheckpoint, JobEvent, JobMetric, TrainingJob
 from app.queue import TRAIN_TASK
 from app.schemas import TrainingJobCreate
-from app.services.datasets import READY, VALIDATING, get_dataset
+from app.services.datasets import FAILED, READY, VALIDATING, get_dataset
 
 Enqueue = Callable[..., None]
 
@@ -89,7 +89,9 @@ def add_event(session: Session, job_id: str, message: str, *, level: str = "info
 
 
 def create_job(session: Session, enqueue: Enqueue, body: TrainingJobCreate) -> TrainingJob:
-    dataset = get_dataset(session, body.dataset_id)
+    # Locked: the encoder updates this row and then releases the jobs waiting on it, so a job
+    # created meanwhile is either seen by the encoder or sees the dataset ready (PostgreSQL).
+    dataset = get_dataset(session, body.dataset_id, for_update=True)
     if dataset.status not in (READY, VALIDATING):
         raise Conflict(f"dataset {dataset.id} is {dataset.status}: {dataset.error or 'not usable'}", param="dataset_id",
                        code="dataset_not_ready")
@@ -109,7 +111,30 @@ def create_job(session: Session, enqueue: Enqueue, body: TrainingJobCreate) -> T
     session.commit()  # before enqueueing: the worker must find the row
     if job.status == job_states.QUEUED:
         submit(session, enqueue, job)
+    else:
+        release_if_encoded(session, enqueue, job)
     return job
+
+
+def release_if_encoded(session: Session, enqueue: Enqueue, job: TrainingJob) -> None:
+    """Second look after the commit (SQLite has no row lock): if the encoder finished while this job
+    was being created, it did not see the job, so queue or fail it here. Should both sides move it,
+    the job is enqueued twice, which the worker's atomic claim makes harmless."""
+    dataset = session.get(Dataset, job.dataset_id)
+    session.refresh(dataset)
+    job = session.get(TrainingJob, job.id, with_for_update=True)
+    if dataset.status not in (READY, FAILED) or job.status != job_states.VALIDATING_FILES:
+        session.commit()
+        return
+    if dataset.status == FAILED:
+        job_states.transition(job, job_states.FAILED)
+        job.error_code, job.error_message = "dataset_failed", dataset.error
+        session.commit()
+        return
+    job_states.transition(job, job_states.QUEUED)
+    add_event(session, job.id, f"dataset {dataset.id} is ready; queued")
+    session.commit()
+    submit(session, enqueue, job)
 
 
 def submit(session: Session, enqueue: Enqueue, job: TrainingJob) -> None:
