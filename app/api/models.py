@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from app.api.auth import TRAIN
-from app.api.deps import SessionDep
+from app.api.deps import ModelCacheDep, SessionDep
 from app.schemas import MAX_INT, AliasOut, AliasUpdate, ListOf, ModelOut, ModelVersionOut
 from app.services import registry
 
@@ -49,14 +49,16 @@ def get_version(name: str, version: Annotated[int, Path(ge=1, le=MAX_INT)], sess
 
 
 @router.put("/{name}/aliases/{alias}", response_model=AliasOut)
-def set_alias(name: str, alias: str, body: AliasUpdate, session: SessionDep) -> AliasOut:
+def set_alias(name: str, alias: str, body: AliasUpdate, session: SessionDep, cache: ModelCacheDep) -> AliasOut:
     """Point an alias at a version; serving follows at once."""
     version = registry.set_alias(session, name, alias, body.version)
+    cache.forget_resolutions()
     return AliasOut(model=name, alias=alias, version=version.version)
 
 
 @router.delete("/{name}/aliases/{alias}")
-def delete_alias(name: str, alias: str, session: SessionDep) -> dict:
+def delete_alias(name: str, alias: str, session: SessionDep, cache: ModelCacheDep) -> dict:
     """Drop an alias."""
     registry.delete_alias(session, name, alias)
+    cache.forget_resolutions()
     return {"object": "model.alias", "model": name, "alias": alias, "deleted": True}

@@ -28,8 +28,13 @@ async def transform(request: Request, session: SessionDep, settings: SettingsDep
     body = await request.body()  # bounded by the body-limit middleware (413 past max_request_bytes)
 
     def prepare():
-        parsed = parse_request(body)
-        return parsed.req, inference.prepare(session, settings, storage, cache, parsed.req, parsed.x)
+        try:
+            parsed = parse_request(body)
+            return parsed.req, inference.prepare(session, settings, storage, cache, parsed.req, parsed.x)
+        finally:
+            # Hand the connection back before waiting on the batcher: held for the whole request, the
+            # pool's few connections would cap how many requests can share a forward pass.
+            session.close()
 
     req, prepared = await run_in_threadpool(prepare)
     result = await inference.transform(prepared, req, telemetry)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -47,8 +48,27 @@ class ModelCache:
         self.settings = settings
         self.telemetry = telemetry or Telemetry()
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()
-        self._lock = threading.Lock()                   # guards the two dicts, never held while loading
+        self._lock = threading.Lock()                   # guards the dicts, never held while loading
         self._loading: dict[str, threading.Lock] = {}   # version id -> its load lock
+        # (model, version, alias) -> (when, ModelVersion): resolving from SQL was the largest cost of
+        # a small request. Alias moves through this process clear it at once; another process's
+        # moves (or new versions) are seen within `resolve_ttl` seconds.
+        self.resolve_ttl = settings.transform_resolve_cache_seconds
+        self._resolved: dict[tuple, tuple[float, ModelVersion]] = {}
+
+    def resolve(self, session: Session, name: str, version: int | None, alias: str | None) -> ModelVersion:
+        key, now = (name, version, alias), time.monotonic()
+        hit = self._resolved.get(key)
+        if hit is not None and now - hit[0] < self.resolve_ttl:
+            return hit[1]
+        resolved = registry.resolve(session, name, version, alias)
+        with self._lock:
+            self._resolved[key] = (now, resolved)
+        return resolved
+
+    def forget_resolutions(self) -> None:
+        with self._lock:
+            self._resolved.clear()
 
     def _cached(self, version_id: str) -> LoadedModel | None:
         with self._lock:
@@ -208,7 +228,7 @@ def prepare(session: Session, settings: Settings, storage: LocalStorage, cache: 
             req: TransformRequest, x: np.ndarray | None = None) -> Prepared:
     """Resolve the version, check the input, load the model: blocking work, run in the thread pool.
     `x` is float input already parsed by the JSON fast path (then `req.input` is empty)."""
-    version = registry.resolve(session, req.model, req.version, req.alias)
+    version = cache.resolve(session, req.model, req.version, req.alias)
     limit = settings.max_transform_vectors
     x = check_matrix(x, version, limit) if x is not None else parse_input(req, version, limit)
     return Prepared(version, x, cache.get(version, storage))
