@@ -117,18 +117,15 @@ def in_process_ceiling(data_dir: Path, seconds: float) -> dict[int, float]:
     with get_sessionmaker(settings.database)() as session:
         version = session.scalar(select(ModelVersion).where(ModelVersion.model_name == MODEL, ModelVersion.version == 1))
         path = get_storage(settings).local_path(version.artifact_key)
-    import torch
-
     model, _ = load_model(path)
     out = {}
     for batch in (1, 64):
         x = np.random.default_rng(0).standard_normal((batch, DIM)).astype(np.float32)
-        with torch.inference_mode():  # as the server runs it
-            predict(model, x)  # warm-up
-            n, started = 0, time.perf_counter()
-            while time.perf_counter() - started < seconds:
-                predict(model, x)
-                n += batch
+        predict(model, x)  # warm-up; predict runs under inference_mode, as the server does
+        n, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            predict(model, x)
+            n += batch
         out[batch] = n / (time.perf_counter() - started)
     return out
 
@@ -278,10 +275,10 @@ def main() -> int:
 
 def render(runs: list[dict], alias_run: dict, ceiling: dict[int, float], args) -> str:
     cmd = "python bench/transform_load.py " + " ".join(a for a in sys.argv[1:] if a != "--write")
-    lines = [f"`{cmd.strip()}` (one uvicorn worker on loopback, `cube up`; httpx.AsyncClient load generator in the",
+    lines = [f"`{cmd.strip()}` (one uvicorn worker on loopback, `cube up`; asyncio keep-alive load generator in the",
              f"same machine; {args.seconds:g} s per row). **This machine has 2 CPU cores, shared by the server, the load",
              "generator and other developers' work**: the figures are a floor, and they move from run to run.", "",
-             f"In-process ceiling (`cube.trainer.predict` under `torch.inference_mode()`, same artifact): batch 1 = {ceiling[1]:,.0f} vectors/s, "
+             f"In-process ceiling (`cube.trainer.predict`, same artifact): batch 1 = {ceiling[1]:,.0f} vectors/s, "
              f"batch 64 = {ceiling[64]:,.0f} vectors/s.", "",
              "| request | concurrency | requests/s | vectors/s | p50 ms | p99 ms | failed | vs in-process batch 64 |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
