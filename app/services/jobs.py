@@ -97,6 +97,9 @@ def create_job(session: Session, enqueue: Enqueue, body: TrainingJobCreate) -> T
                        code="dataset_not_ready")
     shape = body.architecture.model_extra or {}
     check_architecture(body.architecture.kind, shape, dataset, body.mode)
+    if "seed" in body.hyperparameters and body.hyperparameters["seed"] not in ("auto", body.seed):
+        raise InvalidRequest("give the seed at the top level of the job, not in hyperparameters",
+                             param="hyperparameters.seed")
     hyper = resolve_hyperparameters(body.hyperparameters, dataset.num_pairs)
     hyper["seed"] = body.seed
     job = TrainingJob(

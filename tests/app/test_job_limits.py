@@ -64,3 +64,10 @@ def test_a_dataset_being_encoded_cannot_be_deleted(client):
     assert ds["status"] == "validating"
     r = c.delete(f"/v1/datasets/{ds['id']}")
     assert r.status_code == 409 and "being encoded" in r.json()["error"]["message"]
+
+
+def test_a_seed_inside_hyperparameters_that_disagrees_is_refused(client, dataset):
+    c, sent = client
+    r = c.post("/v1/training-jobs", json={"dataset_id": dataset, "architecture": TINY_CUBE, "seed": 1,
+                                          "hyperparameters": {"seed": 7}})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "hyperparameters.seed" and sent.sent == []
