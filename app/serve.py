@@ -78,12 +78,22 @@ def up(host: str, port: int, data_dir: str | None) -> int:
     settings = quickstart_settings(get_settings(), host)
     migrate(settings)
     print(banner(settings, host, port), flush=True)
-    worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--loglevel", "warning"], env=os.environ.copy())
+    worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--loglevel", "warning"], env=os.environ.copy(),
+                              preexec_fn=die_with_parent if sys.platform == "linux" else None)
     try:
         run_api(settings, host, port)
     finally:
         stop_process(worker)
     return 0
+
+
+def die_with_parent() -> None:
+    """In the worker child (Linux): get SIGTERM when `cube up` dies, even by SIGKILL, so no worker is
+    left running without its API. SIGTERM is Celery's warm shutdown: the job is handed back."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def stop_process(proc: subprocess.Popen, grace: float = 20.0) -> None:

@@ -68,3 +68,23 @@ def test_cube_up_runs_a_job_and_stops_on_ctrl_c(tmp_path, pairs_npz):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="parent-death signal is Linux only")
+def test_the_worker_does_not_outlive_a_killed_cube_up(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in {**os.environ, "PYTHONPATH": str(ROOT)}.items()
+           if k not in ("CUBE_DATABASE_URL", "CUBE_BROKER_URL")}
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "up", "--port", str(port), "--data-dir", str(tmp_path / "d")],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        workers = wait_for(lambda: children_of(proc.pid), 60, "the worker process", interval=0.2)
+        proc.kill()  # SIGKILL: no finally, no clean-up in `cube up`
+        proc.wait()
+        wait_for(lambda: not any(Path(f"/proc/{w}").exists() and "zombie" not in Path(f"/proc/{w}/status").read_text().lower()
+                                 for w in workers), 60, "the orphaned worker to exit", interval=0.3)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
