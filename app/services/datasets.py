@@ -7,7 +7,6 @@ moved file is deleted and no row exists. Text pairs are validated here and encod
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 import tempfile
@@ -19,9 +18,10 @@ from typing import IO, Any, Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import job_states
 from app.errors import Conflict, InvalidContent, InvalidRequest, NotFound, NotReady, PayloadTooLarge
 from app.ids import new_id
+from app.jobs import lifecycle, states
+from app.jobs.states import DatasetStatus
 from app.models import Dataset, TrainingJob
 from app.queue import ENCODE_TASK
 from app.settings import Settings
@@ -30,7 +30,6 @@ from app.storage import LocalStorage
 Enqueue = Callable[..., None]  # enqueue(task_name, *args)
 KINDS = ("text_pairs", "embedding_pairs")
 CHUNK = 1 << 20
-READY, VALIDATING, FAILED, DELETED = "ready", "validating", "failed", "deleted"
 
 
 @dataclass
@@ -38,16 +37,6 @@ class Validated:
     num_pairs: int
     dim_in: int | None
     dim_out: int | None
-
-
-def optional_module(name: str):
-    """A module of the text-support work that may not be installed yet (None if absent)."""
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name == name:
-            return None
-        raise
 
 
 def stream_to_temp(source: IO[bytes], directory: Path, limit: int) -> tuple[Path, int, str]:
@@ -103,21 +92,16 @@ def validate_file(path: Path, kind: str, fmt: str, settings: Settings) -> Valida
 
                 data = load_pairs_npz(path, min_pairs=settings.min_pairs)
             else:
-                import cube.pairs as pairs
+                from cube.pairs import load_pairs_file
 
-                if not hasattr(pairs, "load_pairs_file"):
-                    raise InvalidContent(f"embedding pairs as {fmt} are not supported by this build; upload NPZ",
-                                         code="unsupported_format", param="file")
-                data = pairs.load_pairs_file(path, fmt=fmt, min_pairs=settings.min_pairs)
+                data = load_pairs_file(path, fmt=fmt, min_pairs=settings.min_pairs)
             return Validated(len(data), data.dim_in, data.dim_out)
         if fmt not in ("jsonl", "csv"):
             raise InvalidContent(f"text_pairs must be JSONL or CSV, got a {fmt} file; did you mean kind=embedding_pairs?",
                                  code="wrong_kind", param="kind")
-        textpairs = optional_module("cube.textpairs")
-        if textpairs is None:
-            raise InvalidContent("text datasets need cube.textpairs, which this build does not have",
-                                 code="unsupported_kind", param="kind")
-        pairs_ = textpairs.load_text_pairs(path, fmt=fmt, min_pairs=settings.min_pairs)
+        from cube.textpairs import load_text_pairs
+
+        pairs_ = load_text_pairs(path, fmt=fmt, min_pairs=settings.min_pairs)
         return Validated(len(pairs_.inputs), None, None)
     except PairFileError as exc:
         raise file_error(exc) from None
@@ -126,13 +110,11 @@ def validate_file(path: Path, kind: str, fmt: str, settings: Settings) -> Valida
 def check_teacher(kind: str, teacher: str | None) -> str | None:
     if kind == "embedding_pairs":
         return teacher  # informational: which space the vectors are in
-    teachers = optional_module("cube.teachers")
-    if teachers is None:
-        raise InvalidContent("text datasets need cube.teachers, which this build does not have", code="unsupported_kind",
-                             param="kind")
-    name = teacher or getattr(teachers, "DEFAULT_TEACHER", "minilm")
+    from cube.teachers import DEFAULT_TEACHER, get_teacher
+
+    name = teacher or DEFAULT_TEACHER
     try:
-        teachers.get_teacher(name)
+        get_teacher(name)
     except (KeyError, ValueError) as exc:
         raise InvalidRequest(f"unknown teacher {name!r}: {exc}", param="teacher", code="unknown_teacher") from None
     return name
@@ -174,7 +156,7 @@ def create_dataset(session: Session, settings: Settings, storage: LocalStorage, 
         dataset = Dataset(
             id=ds_id, name=name or Path(filename).stem[:200] or ds_id, kind=kind, format=fmt, filename=filename, bytes=size,
             sha256=sha, num_pairs=checked.num_pairs, dim_in=checked.dim_in, dim_out=checked.dim_out, teacher=teacher,
-            status=READY if ready else VALIDATING, error=None, storage_key=stored_key,
+            status=DatasetStatus.READY if ready else DatasetStatus.VALIDATING, error=None, storage_key=stored_key,
             pairs_key=stored_key if ready else None, metadata_=meta, created_at=time.time(),
         )
         session.add(dataset)
@@ -198,13 +180,13 @@ def create_dataset(session: Session, settings: Settings, storage: LocalStorage, 
 
 def get_dataset(session: Session, dataset_id: str, *, for_update: bool = False) -> Dataset:
     dataset = session.get(Dataset, dataset_id, with_for_update=for_update)
-    if dataset is None or dataset.status == DELETED:
+    if dataset is None or dataset.status == DatasetStatus.DELETED:
         raise NotFound(f"no dataset {dataset_id!r}", param="dataset_id")
     return dataset
 
 
 def list_datasets(session: Session, after: str | None, limit: int) -> tuple[list[Dataset], bool]:
-    query = select(Dataset).where(Dataset.status != DELETED).order_by(Dataset.id.desc()).limit(limit + 1)
+    query = select(Dataset).where(Dataset.status != DatasetStatus.DELETED).order_by(Dataset.id.desc()).limit(limit + 1)
     if after:
         query = query.where(Dataset.id < after)
     rows = list(session.scalars(query))
@@ -213,14 +195,14 @@ def list_datasets(session: Session, after: str | None, limit: int) -> tuple[list
 
 def delete_dataset(session: Session, storage: LocalStorage, dataset: Dataset) -> None:
     """409 while an active job uses it; a dataset that finished jobs point at keeps a tombstone row."""
-    if dataset.status == VALIDATING:  # the worker is encoding it: deleting now would strand its result
+    if dataset.status == DatasetStatus.VALIDATING:  # the worker is encoding it: deleting now would strand its result
         raise Conflict(f"dataset {dataset.id} is being encoded; delete it once it is ready or failed",
                        code="dataset_in_use")
     jobs = list(session.scalars(select(TrainingJob.status).where(TrainingJob.dataset_id == dataset.id)))
-    if any(s in job_states.ACTIVE for s in jobs):
+    if any(s in states.ACTIVE for s in jobs):
         raise Conflict(f"dataset {dataset.id} is used by an active training job", code="dataset_in_use")
     if jobs:
-        dataset.status = DELETED
+        lifecycle.retire_dataset(dataset)
     else:
         session.delete(dataset)
     session.commit()

@@ -7,14 +7,10 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from sqlalchemy import select
-
-from app import job_states
 from app.db import session_scope
-from app.models import Dataset, TrainingJob
-from app.queue import TRAIN_TASK
-from app.services.datasets import FAILED, READY, VALIDATING, optional_module
-from app.services.jobs import add_event
+from app.jobs import lifecycle
+from app.jobs.states import DatasetStatus
+from app.models import Dataset
 from app.settings import Settings
 from app.storage import get_storage
 
@@ -25,19 +21,18 @@ def encode_dataset(settings: Settings, dataset_id: str, enqueue: Callable[..., N
     storage = get_storage(settings)
     with session_scope(settings.database) as session:
         dataset = session.get(Dataset, dataset_id)
-        if dataset is None or dataset.status != VALIDATING:
+        if dataset is None or dataset.status != DatasetStatus.VALIDATING:
             return "skipped"  # a duplicate message, or deleted meanwhile
         source, fmt, teacher_name = storage.local_path(dataset.storage_key), dataset.format, dataset.teacher
     pairs_key = f"datasets/{dataset_id}/pairs.npz"
     try:
-        textpairs, teachers, encoding = (optional_module(m) for m in ("cube.textpairs", "cube.teachers", "cube.encoding"))
-        if None in (textpairs, teachers, encoding):
-            raise RuntimeError("this build has no text support (cube.textpairs, cube.teachers, cube.encoding)")
+        from cube.encoding import encode_text_pairs
         from cube.pairs import save_pairs_npz
+        from cube.teachers import get_teacher
+        from cube.textpairs import load_text_pairs
 
-        text_pairs = textpairs.load_text_pairs(source, fmt=fmt, min_pairs=settings.min_pairs)
-        teacher = teachers.get_teacher(teacher_name)
-        data = encoding.encode_text_pairs(text_pairs, teacher, settings.teacher_cache)
+        text_pairs = load_text_pairs(source, fmt=fmt, min_pairs=settings.min_pairs)
+        data = encode_text_pairs(text_pairs, get_teacher(teacher_name), settings.teacher_cache)
         with tempfile.NamedTemporaryFile(dir=storage.temp_dir(), suffix=".npz", delete=False) as tmp:
             save_pairs_npz(tmp.name, data)
         storage.put_file(Path(tmp.name), pairs_key)
@@ -45,23 +40,14 @@ def encode_dataset(settings: Settings, dataset_id: str, enqueue: Callable[..., N
         log.exception("encoding dataset %s failed", dataset_id)
         message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
         with session_scope(settings.database) as session:
-            dataset = session.get(Dataset, dataset_id)
-            dataset.status, dataset.error = FAILED, f"encoding failed: {message}"
-            for job in session.scalars(select(TrainingJob).where(TrainingJob.dataset_id == dataset_id,
-                                                                 TrainingJob.status == job_states.VALIDATING_FILES)):
-                job_states.transition(job, job_states.FAILED)
-                job.error_code, job.error_message = "dataset_failed", dataset.error
-                add_event(session, job.id, dataset.error, level="error")
+            lifecycle.dataset_failed(session.get(Dataset, dataset_id), f"encoding failed: {message}")
+            session.commit()
+            lifecycle.release_waiting(session, enqueue, dataset_id)
         return "failed"
     with session_scope(settings.database) as session:
-        dataset = session.get(Dataset, dataset_id)
-        dataset.status, dataset.pairs_key = READY, pairs_key
-        dataset.dim_in, dataset.dim_out, dataset.num_pairs = data.dim_in, data.dim_out, len(data)
-        waiting = list(session.scalars(select(TrainingJob).where(TrainingJob.dataset_id == dataset_id,
-                                                                 TrainingJob.status == job_states.VALIDATING_FILES)))
-        for job in waiting:
-            job_states.transition(job, job_states.QUEUED)
-            add_event(session, job.id, f"dataset {dataset_id} encoded with {teacher_name}; queued")
-    for job in waiting:
-        enqueue(TRAIN_TASK, job.id)
+        lifecycle.dataset_encoded(session.get(Dataset, dataset_id), pairs_key=pairs_key, dim_in=data.dim_in,
+                                  dim_out=data.dim_out, num_pairs=len(data))
+        session.commit()
+        released = lifecycle.release_waiting(session, enqueue, dataset_id)
+    log.info("dataset %s encoded with %s; released %d waiting job(s)", dataset_id, teacher_name, len(released))
     return "ready"

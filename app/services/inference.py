@@ -22,7 +22,6 @@ from app.errors import InvalidContent, InvalidRequest, NotReady, PayloadTooLarge
 from app.models import ModelVersion
 from app.schemas import TransformRequest
 from app.services import registry
-from app.services.datasets import optional_module
 from app.settings import Settings
 from app.storage import LocalStorage
 from app.telemetry import Telemetry
@@ -194,11 +193,10 @@ def teacher(name: str):
     """One loaded teacher per name and process (its weights load once, on first use)."""
     with _teachers_lock:
         if name not in _teachers:
-            teachers = optional_module("cube.teachers")
-            if teachers is None:
-                raise NotReady("text input needs cube.teachers, which this build does not have", code="teacher_unavailable")
+            from cube.teachers import get_teacher
+
             try:
-                _teachers[name] = teachers.get_teacher(name)
+                _teachers[name] = get_teacher(name)
             except ValueError as exc:  # not installed here
                 raise NotReady(f"teacher {name!r} is not available: {exc}", code="teacher_unavailable") from None
         return _teachers[name]

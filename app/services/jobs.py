@@ -9,13 +9,13 @@ from typing import Any, Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import job_states
 from app.errors import Conflict, InvalidContent, InvalidRequest, NotFound, NotReady
 from app.ids import new_id
+from app.jobs import lifecycle, states
+from app.jobs.states import DatasetStatus
 from app.models import Dataset, JobCheckpoint, JobEvent, JobMetric, TrainingJob
-from app.queue import TRAIN_TASK
 from app.schemas import TrainingJobCreate
-from app.services.datasets import FAILED, READY, VALIDATING, get_dataset
+from app.services.datasets import get_dataset
 
 Enqueue = Callable[..., None]
 
@@ -82,17 +82,11 @@ def check_architecture(arch: str, shape: dict[str, Any], dataset: Dataset, mode:
         raise InvalidContent(str(exc), param="architecture", code="invalid_architecture") from None
 
 
-def add_event(session: Session, job_id: str, message: str, *, level: str = "info", type: str = "message",
-              data: dict[str, Any] | None = None) -> None:
-    session.add(JobEvent(id=new_id("event"), job_id=job_id, level=level, type=type, message=message, data=data,
-                         created_at=time.time()))
-
-
 def create_job(session: Session, enqueue: Enqueue, body: TrainingJobCreate) -> TrainingJob:
     # Locked: the encoder updates this row and then releases the jobs waiting on it, so a job
     # created meanwhile is either seen by the encoder or sees the dataset ready (PostgreSQL).
     dataset = get_dataset(session, body.dataset_id, for_update=True)
-    if dataset.status not in (READY, VALIDATING):
+    if dataset.status not in (DatasetStatus.READY, DatasetStatus.VALIDATING):
         raise Conflict(f"dataset {dataset.id} is {dataset.status}: {dataset.error or 'not usable'}", param="dataset_id",
                        code="dataset_not_ready")
     shape = body.architecture.model_extra or {}
@@ -105,50 +99,21 @@ def create_job(session: Session, enqueue: Enqueue, body: TrainingJobCreate) -> T
     job = TrainingJob(
         id=new_id("job"), dataset_id=dataset.id, model_name=body.model or default_model_name(dataset), mode=body.mode,
         arch=body.architecture.kind, model_config_=shape, hyperparameters=hyper, split=resolve_split(body),
-        seed=body.seed, status=job_states.QUEUED if dataset.status == READY else job_states.VALIDATING_FILES,
+        seed=body.seed, status=states.QUEUED if dataset.status == DatasetStatus.READY else states.VALIDATING_FILES,
         attempt=0, epoch=0, n_epochs=hyper["n_epochs"], step=0, metadata_=body.metadata, created_at=time.time(),
     )
     session.add(job)
     session.flush()  # the event's foreign key needs the job row first (no ORM relationship orders them)
-    add_event(session, job.id, f"job created ({job.status})")
+    lifecycle.add_event(session, job.id, f"job created ({job.status})")
     session.commit()  # before enqueueing: the worker must find the row
-    if job.status == job_states.QUEUED:
-        submit(session, enqueue, job)
-    else:
-        release_if_encoded(session, enqueue, job)
+    if job.status == states.QUEUED:
+        lifecycle.send(session, enqueue, job.id)
+    else:  # a second look after the commit, in case the encoder finished meanwhile
+        lifecycle.release_waiting(session, enqueue, dataset.id)
+    session.refresh(job)
+    if job.error_code == "broker_unavailable":
+        raise NotReady("the job queue is unreachable; the job was not started", code="broker_unavailable")
     return job
-
-
-def release_if_encoded(session: Session, enqueue: Enqueue, job: TrainingJob) -> None:
-    """Second look after the commit (SQLite has no row lock): if the encoder finished while this job
-    was being created, it did not see the job, so queue or fail it here. Should both sides move it,
-    the job is enqueued twice, which the worker's atomic claim makes harmless."""
-    dataset = session.get(Dataset, job.dataset_id)
-    session.refresh(dataset)
-    job = session.get(TrainingJob, job.id, with_for_update=True)
-    if dataset.status not in (READY, FAILED) or job.status != job_states.VALIDATING_FILES:
-        session.commit()
-        return
-    if dataset.status == FAILED:
-        job_states.transition(job, job_states.FAILED)
-        job.error_code, job.error_message = "dataset_failed", dataset.error
-        session.commit()
-        return
-    job_states.transition(job, job_states.QUEUED)
-    add_event(session, job.id, f"dataset {dataset.id} is ready; queued")
-    session.commit()
-    submit(session, enqueue, job)
-
-
-def submit(session: Session, enqueue: Enqueue, job: TrainingJob) -> None:
-    """Enqueue a committed job; if the broker is down the job fails at once rather than waiting forever."""
-    try:
-        enqueue(TRAIN_TASK, job.id)
-    except Exception as exc:  # kombu raises many kinds; all mean "not enqueued"
-        job_states.transition(job, job_states.FAILED)
-        job.error_code, job.error_message = "broker_unavailable", f"could not enqueue the job: {exc}"
-        session.commit()
-        raise NotReady("the job queue is unreachable; the job was not started", code="broker_unavailable") from None
 
 
 def default_model_name(dataset: Dataset) -> str:
@@ -164,8 +129,8 @@ def get_job(session: Session, job_id: str) -> TrainingJob:
 
 
 def list_jobs(session: Session, after: str | None, limit: int, status: str | None) -> tuple[list[TrainingJob], bool]:
-    if status is not None and status not in job_states.STATES:
-        raise InvalidRequest(f"status must be one of {', '.join(job_states.STATES)}", param="status")
+    if status is not None and status not in states.STATES:
+        raise InvalidRequest(f"status must be one of {', '.join(states.STATES)}", param="status")
     query = select(TrainingJob).order_by(TrainingJob.id.desc()).limit(limit + 1)
     if after:
         query = query.where(TrainingJob.id < after)
@@ -176,25 +141,10 @@ def list_jobs(session: Session, after: str | None, limit: int, status: str | Non
 
 
 def cancel_job(session: Session, job: TrainingJob) -> TrainingJob:
-    """Idempotent. A job not yet running is cancelled at once (its message, if delivered, finds
-    nothing to claim); a running one gets `cancel_requested_at`, which its training loop checks each epoch."""
-    if job.status == job_states.CANCELLED:
-        return job
-    if job.status in (job_states.SUCCEEDED, job_states.FAILED):
-        raise Conflict(f"job {job.id} already {job.status}", code="illegal_state", param="job_id")
-    if job.status in (job_states.QUEUED, job_states.VALIDATING_FILES):
-        # A row lock (PostgreSQL) keeps a worker's concurrent claim from slipping between read and write.
-        session.refresh(job, with_for_update=True)
-        if job.status in (job_states.QUEUED, job_states.VALIDATING_FILES):
-            job_states.transition(job, job_states.CANCELLED)
-            add_event(session, job.id, "cancelled before it started")
-            session.commit()
-            return job
-    if job.cancel_requested_at is None:
-        job.cancel_requested_at = time.time()
-        add_event(session, job.id, "cancel requested; stopping after the current epoch")
-        session.commit()
-    return job
+    try:
+        return lifecycle.cancel(session, job)
+    except states.IllegalTransition:
+        raise Conflict(f"job {job.id} already {job.status}", code="illegal_state", param="job_id") from None
 
 
 def list_events(session: Session, job: TrainingJob, after: str | None, limit: int) -> tuple[list[JobEvent], bool]:

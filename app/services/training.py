@@ -21,11 +21,11 @@ from typing import Any, Callable
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from app import job_states
+from app.jobs import states
 from app.db import session_scope
 from app.ids import new_id
 from app.models import Dataset, JobCheckpoint, JobMetric, ModelVersion, TrainingJob
-from app.services.jobs import add_event
+from app.jobs.lifecycle import add_event
 from app.services.registry import register_version
 from app.settings import Settings
 from app.storage import LocalStorage, get_storage
@@ -43,14 +43,14 @@ def claim_job(settings: Settings, job_id: str, worker: str) -> Claim:
     now = time.time()
     stale = now - settings.job_lease_seconds
     claimable = or_(
-        TrainingJob.status == job_states.QUEUED,
-        and_(TrainingJob.status == job_states.RUNNING, or_(TrainingJob.heartbeat_at.is_(None), TrainingJob.heartbeat_at < stale)),
+        TrainingJob.status == states.QUEUED,
+        and_(TrainingJob.status == states.RUNNING, or_(TrainingJob.heartbeat_at.is_(None), TrainingJob.heartbeat_at < stale)),
     )
     with session_scope(settings.database) as session:
         result = session.execute(
             update(TrainingJob)
             .where(TrainingJob.id == job_id, claimable, TrainingJob.attempt < settings.max_attempts)
-            .values(status=job_states.RUNNING, attempt=TrainingJob.attempt + 1, worker=worker, heartbeat_at=now,
+            .values(status=states.RUNNING, attempt=TrainingJob.attempt + 1, worker=worker, heartbeat_at=now,
                     started_at=func.coalesce(TrainingJob.started_at, now))
             .execution_options(synchronize_session=False)
         )
@@ -62,11 +62,11 @@ def claim_job(settings: Settings, job_id: str, worker: str) -> Claim:
             return Claim("claimed", job.attempt)
         if job is None:
             return Claim("gone")
-        if job.status in job_states.TERMINAL or job.status == job_states.VALIDATING_FILES:
+        if job.status in states.TERMINAL or job.status == states.VALIDATING_FILES:
             return Claim("finished")
-        if job.attempt >= settings.max_attempts and (job.status == job_states.QUEUED or
+        if job.attempt >= settings.max_attempts and (job.status == states.QUEUED or
                                                      (job.heartbeat_at or 0) < stale):
-            job_states.transition(job, job_states.FAILED)
+            states.transition(job, states.FAILED)
             job.error_code = "too_many_attempts"
             job.error_message = f"gave up after {job.attempt} attempt(s): the worker running it stopped each time"
             add_event(session, job_id, job.error_message, level="error")
@@ -98,7 +98,7 @@ class Heartbeat:
                 with session_scope(self.settings.database) as session:
                     session.execute(update(TrainingJob)
                                     .where(TrainingJob.id == self.job_id, TrainingJob.attempt == self.attempt,
-                                           TrainingJob.status == job_states.RUNNING)
+                                           TrainingJob.status == states.RUNNING)
                                     .values(heartbeat_at=time.time()))
             except Exception:  # a missed beat is retried next period; the lease allows several
                 log.warning("heartbeat for %s failed", self.job_id, exc_info=True)
@@ -136,7 +136,7 @@ class ProgressRecorder:
         remaining = max(0, report.n_epochs - report.epoch)
         with session_scope(self.settings.database) as session:
             job = session.get(TrainingJob, self.job_id)
-            if job is None or job.attempt != self.attempt or job.status != job_states.RUNNING:
+            if job is None or job.attempt != self.attempt or job.status != states.RUNNING:
                 self.lost_claim = True  # another worker took the job over; stop without writing
                 raise StopTraining()
             job.epoch, job.n_epochs, job.step, job.total_steps = report.epoch, report.n_epochs, report.step, report.total_steps
@@ -158,7 +158,7 @@ class ProgressRecorder:
         """Between the experiment's later stages: a cancel request, or the claim lost to another worker."""
         with session_scope(self.settings.database) as session:
             job = session.get(TrainingJob, self.job_id)
-            if job is None or job.attempt != self.attempt or job.status != job_states.RUNNING:
+            if job is None or job.attempt != self.attempt or job.status != states.RUNNING:
                 self.lost_claim = True
                 return True
             return job.cancel_requested_at is not None
@@ -224,7 +224,7 @@ def run_job(settings: Settings, job_id: str, worker: str) -> Claim:
             epoch = int(ckpt.name.split("-")[1])
             add_event(session, job_id, f"resumed from epoch {epoch}", data={"resumed_from": epoch, "attempt": claim.attempt})
     if job.cancel_requested_at is not None:
-        finish(settings, job_id, claim.attempt, job_states.CANCELLED, message="cancelled before training started")
+        finish(settings, job_id, claim.attempt, states.CANCELLED, message="cancelled before training started")
         return claim
     recorder = ProgressRecorder(settings, storage, job_id, claim.attempt, ckpt_key)
     try:
@@ -235,10 +235,10 @@ def run_job(settings: Settings, job_id: str, worker: str) -> Claim:
                                     should_stop=recorder.should_stop)
     except ExperimentCancelled as exc:
         if not recorder.lost_claim:
-            finish(settings, job_id, claim.attempt, job_states.CANCELLED, message=f"cancelled after {exc.epochs_run} epoch(s)")
+            finish(settings, job_id, claim.attempt, states.CANCELLED, message=f"cancelled after {exc.epochs_run} epoch(s)")
         return claim
     except (PairFileError, ConfigError) as exc:
-        finish(settings, job_id, claim.attempt, job_states.FAILED, code="invalid_input", message=getattr(exc, "message", str(exc)))
+        finish(settings, job_id, claim.attempt, states.FAILED, code="invalid_input", message=getattr(exc, "message", str(exc)))
         return claim
     except Exception as exc:  # the job fails with the reason; the worker lives on
         log.exception("job %s failed", job_id)
@@ -246,7 +246,7 @@ def run_job(settings: Settings, job_id: str, worker: str) -> Claim:
             code, message = "time_limit", f"stopped at the time limit of {settings.job_soft_time_limit} s"
         else:
             code, message = "training_error", f"{type(exc).__name__}: {exc}"
-        finish(settings, job_id, claim.attempt, job_states.FAILED, code=code, message=message)
+        finish(settings, job_id, claim.attempt, states.FAILED, code=code, message=message)
         return claim
     register(settings, job_id, claim.attempt, result, f"{run_key}/model", dataset.teacher)
     return claim
@@ -256,12 +256,12 @@ def finish(settings: Settings, job_id: str, attempt: int, status: str, *, code: 
     """Move our claimed job to a terminal state; a no-op if another attempt owns it now."""
     with session_scope(settings.database) as session:
         job = session.get(TrainingJob, job_id, with_for_update=True)
-        if job is None or job.attempt != attempt or not job_states.can_move(job.status, status):
+        if job is None or job.attempt != attempt or not states.can_move(job.status, status):
             return False
-        job_states.transition(job, status)
+        states.transition(job, status)
         if code:
             job.error_code, job.error_message = code, message
-        add_event(session, job_id, message, level="error" if status == job_states.FAILED else "info")
+        add_event(session, job_id, message, level="error" if status == states.FAILED else "info")
         return True
 
 
@@ -275,17 +275,17 @@ def register(settings: Settings, job_id: str, attempt: int, result, artifact_key
         try:
             with session_scope(settings.database) as session:
                 job = session.get(TrainingJob, job_id, with_for_update=True)
-                if job is None or job.attempt != attempt or job.status != job_states.RUNNING:
+                if job is None or job.attempt != attempt or job.status != states.RUNNING:
                     return
                 if job.cancel_requested_at is not None:  # asked to stop after the last check: honour it
-                    job_states.transition(job, job_states.CANCELLED)
+                    states.transition(job, states.CANCELLED)
                     add_event(session, job_id, "cancelled after training finished; no version registered")
                     return
                 existing = session.scalar(select(ModelVersion).where(ModelVersion.source_job_id == job_id))
                 version = existing or register_version(
                     session, job, arch=result.report["main"], dim_in=cfg["d_in"], dim_out=cfg["d_out"], teacher=teacher,
                     parameters=parameter_count(result.model), evaluation=evaluation, artifact_key=artifact_key)
-                job_states.transition(job, job_states.SUCCEEDED)
+                states.transition(job, states.SUCCEEDED)
                 job.model_version_id = version.id
                 job.epoch = max(job.epoch, result.train_result.epochs_run)
                 add_event(session, job_id, f"succeeded: model {version.model_name} version {version.version}",
@@ -306,7 +306,7 @@ def recover_stale_jobs(settings: Settings, enqueue: Callable[..., None]) -> list
     stale = time.time() - settings.job_lease_seconds
     with session_scope(settings.database) as session:
         ids = list(session.scalars(select(TrainingJob.id).where(
-            TrainingJob.status == job_states.RUNNING,
+            TrainingJob.status == states.RUNNING,
             or_(TrainingJob.heartbeat_at.is_(None), TrainingJob.heartbeat_at < stale))))
     for job_id in ids:
         enqueue(TRAIN_TASK, job_id)

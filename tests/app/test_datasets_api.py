@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 
-from app.services.datasets import optional_module
 
 
 def npz_bytes(**arrays) -> bytes:
@@ -141,12 +140,6 @@ def test_missing_file_field_is_400(client):
 
 # ---- JSONL (text pairs, and embedding pairs as JSON lines): the text-support loaders ----------
 
-needs_text = pytest.mark.skipif(optional_module("cube.textpairs") is None or optional_module("cube.teachers") is None,
-                                reason="cube.textpairs / cube.teachers (text support) are not in this build")
-needs_pairs_file = pytest.mark.skipif(not hasattr(__import__("cube.pairs").pairs, "load_pairs_file"),
-                                      reason="cube.pairs.load_pairs_file (Parquet/JSONL pairs) is not in this build")
-
-
 def text_lines(n=25) -> list[str]:
     return [json.dumps({"input": f"question {i}?", "target": f"answer number {i}", "group": f"g{i % 7}"}) for i in range(n)]
 
@@ -159,7 +152,6 @@ BAD_TEXT = {
 }
 
 
-@needs_text
 @pytest.mark.parametrize("case", sorted(BAD_TEXT))
 def test_bad_text_pairs_name_the_line(client, settings, case):
     c, sent = client
@@ -172,7 +164,6 @@ def test_bad_text_pairs_name_the_line(client, settings, case):
     assert_nothing_left(c, settings)
 
 
-@needs_text
 def test_text_pairs_wait_for_the_worker(client, settings):
     c, sent = client
     r = upload(c, ("\n".join(text_lines()) + "\n").encode(), filename="pairs.jsonl", kind="text_pairs")
@@ -182,7 +173,6 @@ def test_text_pairs_wait_for_the_worker(client, settings):
     assert sent.sent == [("cube.encode_dataset", (d["id"],))]
 
 
-@needs_pairs_file
 def test_embedding_pairs_jsonl_errors_name_line_and_field(client, settings):
     c, _ = client
     good = [json.dumps({"input": [0.1, 0.2], "target": [0.3, 0.4]}) for _ in range(30)]

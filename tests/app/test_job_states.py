@@ -3,7 +3,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from app import job_states as js
+from app.jobs import states as js
 
 LEGAL = {
     (js.VALIDATING_FILES, js.QUEUED), (js.VALIDATING_FILES, js.FAILED), (js.VALIDATING_FILES, js.CANCELLED),

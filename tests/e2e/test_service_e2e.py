@@ -229,15 +229,6 @@ def test_text_pairs_are_encoded_by_the_worker_and_served_as_text(service):
     """The real teacher (all-MiniLM-L6-v2, 384d) encodes in the worker; the model then takes text."""
     import json
 
-    from app.services.datasets import optional_module
-
-    teachers = optional_module("cube.teachers")
-    if teachers is None or optional_module("cube.encoding") is None:
-        pytest.skip("text support (cube.teachers, cube.encoding) is not in this build")
-    try:
-        teachers.get_teacher("minilm")
-    except ValueError as exc:
-        pytest.skip(f"teacher minilm not installed: {exc}")
     service.start_worker()
     lines = [json.dumps({"input": f"what is item number {i}?", "target": f"item {i} is a thing", "group": f"g{i % 10}"})
              for i in range(60)]

@@ -7,7 +7,7 @@ import time
 import pytest
 from sqlalchemy import func, select, update
 
-from app import job_states
+from app.jobs import states
 from app.db import session_scope
 from app.models import ModelVersion, TrainingJob
 from app.services import training
@@ -71,7 +71,7 @@ def test_a_dead_workers_job_is_reclaimed_until_the_cap(settings, new_job):
     assert training.claim_job(settings, job_id, "w9").outcome == "exhausted"
     with session_scope(settings.database) as s:
         job = s.get(TrainingJob, job_id)
-        assert job.status == job_states.FAILED and job.error_code == "too_many_attempts"
+        assert job.status == states.FAILED and job.error_code == "too_many_attempts"
 
 
 def test_training_that_raises_fails_the_job(client, settings, new_job, monkeypatch):

@@ -9,15 +9,10 @@ import json
 import numpy as np
 import pytest
 
+import cube.teachers as teachers
 from app.services import training
-from app.services.datasets import optional_module
 from app.services.encoding import encode_dataset
 from tests.conftest import TINY_CUBE
-
-teachers = optional_module("cube.teachers")
-pytestmark = pytest.mark.skipif(teachers is None or optional_module("cube.textpairs") is None
-                                or optional_module("cube.encoding") is None,
-                                reason="cube.teachers / cube.textpairs / cube.encoding (text support) are not in this build")
 
 
 class HashTeacher:
