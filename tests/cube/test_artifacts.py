@@ -2,6 +2,7 @@ import json
 
 import pytest
 import torch
+from safetensors import SafetensorError
 
 from cube import ArtifactError, build_model, load_model, save_model
 
@@ -44,9 +45,24 @@ def test_weights_that_do_not_match_the_config_are_refused(tmp_path):
         load_model(tmp_path)
 
 
+class Tripwire:
+    """Unpickling this creates `path`: the visible trace of a loader that runs pickled code."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
 def test_a_pickle_file_is_never_loaded(tmp_path):
-    save_model(build_model("linear", {"d_in": 4, "d_out": 4}), tmp_path, "linear", {"d_in": 4, "d_out": 4})
-    torch.save({"evil": 1}, tmp_path / "model.safetensors")  # a pickle where weights should be
-    with pytest.raises(Exception) as info:
-        load_model(tmp_path)
-    assert not isinstance(info.value, (KeyError, AttributeError))
+    model_dir, marker = tmp_path / "model", tmp_path / "unpickled"
+    save_model(build_model("linear", {"d_in": 4, "d_out": 4}), model_dir, "linear", {"d_in": 4, "d_out": 4})
+    torch.save({"evil": Tripwire(marker)}, tmp_path / "evil.pt")
+    torch.load(tmp_path / "evil.pt", weights_only=False)  # the payload is live: a pickle loader runs it
+    assert marker.exists()
+    marker.unlink()
+    (model_dir / "model.safetensors").write_bytes((tmp_path / "evil.pt").read_bytes())  # a pickle where weights should be
+    with pytest.raises(SafetensorError, match="deserializing header"):
+        load_model(model_dir)
+    assert not marker.exists()
