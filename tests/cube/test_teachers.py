@@ -39,12 +39,15 @@ def test_order_is_kept_and_empty_input(minilm):
     assert minilm.encode([]).shape == (0, 384)
 
 
-def test_max_length_truncates():
+def test_max_length_truncates(minilm):
+    # 8 tokens = [CLS] + the first six words + [SEP]: the rest of a long text never reaches the model.
     short = get_teacher("minilm", device="cpu", max_length=8)
-    long_text = "word " * 100
-    full = get_teacher("minilm", device="cpu")
-    assert short.encode([long_text]).shape == (1, 384)
-    assert short.spec.max_length == 8 and full.spec.max_length == 256
+    long_text = "the quick brown fox jumps over the lazy dog " * 20
+    prefix = "the quick brown fox jumps over"
+    truncated = short.encode([long_text])
+    np.testing.assert_allclose(truncated, minilm.encode([prefix]), atol=1e-5)
+    assert float(truncated[0] @ minilm.encode([long_text])[0]) < 0.99  # the full text embeds differently
+    assert short.spec.max_length == 8 and minilm.spec.max_length == 256
 
 
 def test_unknown_teacher_lists_known():
