@@ -120,10 +120,29 @@ def test_periodic_boundary_wraps_around():
     assert diff[4] > 1e-7 and diff[2] < 1e-7  # the far end is a neighbour; the middle is not
 
 
-def test_parameter_count_and_flops_are_reported():
-    model = make()
-    assert model.parameter_count() == sum(p.numel() for p in model.parameters())
-    assert model.flops_per_sample() > 2 * model.cfg.d_in * model.cfg.d_out
+# Counted by hand from the architecture for SMALL (d_in 24, d_out 20, grid 3x4x5 = 60 cells, C 4, H 8):
+#   read-in 24 -> 60*4 (+bias)               24*240 + 240 = 6000
+#   perception, 3x3x3 conv C -> H (+bias)     27*4*8 + 8   =  872     6 faces: 3 convs of 3*4*8, one bias = 296
+#   global mean C -> H (no bias)              4*8          =   32
+#   cell output 1x1x1 conv H -> C (+bias)     8*4 + 4      =   36     gated: width 2H for perception and global
+#   read-out 240 -> 20 (+bias)                240*20 + 20  = 4820
+#   skip 24 -> 20 (+bias)                     24*20 + 20   =  500
+@pytest.mark.parametrize("overrides, expected", [
+    ({}, 12260),
+    ({"neighbourhood": 6}, 12260 - 872 + 296),
+    ({"cell": "gated"}, 12260 + 872 + 32),          # perception and global map to 2H = 16
+    ({"global_channel": False, "skip": "none"}, 12260 - 32 - 500),
+    ({"read_out": "face"}, 12260 - 4820 + (3 * 4 * 4 * 20 + 20)),
+])
+def test_parameter_count_matches_the_architecture(overrides, expected):
+    assert make(**overrides).parameter_count() == expected
+
+
+def test_flops_are_counted_from_the_architecture():
+    # Multiply-adds per sample for SMALL: per step, 60 cells x (27*4*8 perception + 8*4 output) plus the
+    # global map 4*8; three steps; then read-in 24*240, read-out 240*20 and skip 24*20.
+    macs = 3 * (60 * (27 * 4 * 8 + 8 * 4) + 4 * 8) + 24 * 240 + 240 * 20 + 24 * 20
+    assert make().flops_per_sample() == 2 * macs
 
 
 def test_flops_grow_with_steps():
