@@ -28,16 +28,22 @@ def test_oversized_or_mistyped_architectures_are_422(client, dataset, architectu
     assert sent.sent == [] and c.get("/v1/training-jobs").json()["data"] == []
 
 
-@pytest.mark.parametrize("hyper", [{"learning_rate": float("nan")}, {"temperature": float("inf")},
-                                   {"n_epochs": 10**20}, {"amp": "no"}])
-def test_non_finite_huge_or_mistyped_hyperparameters_are_422(client, dataset, hyper):
+@pytest.mark.parametrize("hyper, message", [
+    ({"learning_rate": float("nan")}, "learning_rate must be a positive number, got nan"),
+    ({"temperature": float("inf")}, "temperature must be a positive number, got inf"),
+    ({"n_epochs": 10**20}, "n_epochs must be an integer from 1 to 10000"),
+    ({"amp": "no"}, "amp must be true or false"),
+])
+def test_non_finite_huge_or_mistyped_hyperparameters_are_422(client, dataset, hyper, message):
     import json
 
     c, sent = client
     body = json.dumps({"dataset_id": dataset, "architecture": TINY_CUBE, "hyperparameters": hyper})  # NaN as JSON's NaN token
     r = c.post("/v1/training-jobs", content=body, headers={"content-type": "application/json"})
-    assert r.status_code in (400, 422), r.text
-    assert r.json()["error"]["message"] and sent.sent == []
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert (error["code"], error["param"]) == ("invalid_hyperparameters", "hyperparameters") and message in error["message"]
+    assert sent.sent == []
 
 
 def test_a_text_upload_with_the_broker_down_is_503_and_leaves_nothing(client_for, sqlite_settings):

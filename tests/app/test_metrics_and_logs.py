@@ -30,7 +30,8 @@ def test_running_jobs_report_their_heartbeat_age(client, settings, pairs_npz):
     c, _ = client
     ds = c.post("/v1/datasets", files={"file": ("p.npz", pairs_npz.read_bytes())}, data={"kind": "embedding_pairs"}).json()["id"]
     job = c.post("/v1/training-jobs", json={"dataset_id": ds, "architecture": {"kind": "linear"}}).json()["id"]
-    assert claim_job(settings, job, "w1") is not None
+    claim = claim_job(settings, job, "w1")
+    assert (claim.outcome, claim.attempt) == ("claimed", 1)
     text = c.get("/metrics").text
     assert f'cube_worker_heartbeat_age_seconds{{job="{job}"}}' in text and 'cube_training_jobs{status="running"} 1.0' in text
 
