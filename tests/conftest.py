@@ -143,3 +143,42 @@ def pairs_npz(tmp_path_factory) -> Path:
 
 # A cube small enough that a job takes about a second (plus the baselines).
 TINY_CUBE = {"kind": "cube", "grid": [2, 2, 2], "channels": 4, "steps": 2, "hidden": 8}
+
+
+def make_version(client, settings, dataset_id: str, *, model: str = "m", architecture: dict | None = None,
+                 seed: int = 0, evaluation: dict | None = None):
+    """A version of `model` for tests about serving, made without training: the job comes from the
+    API, its model is built from the job's architecture with random weights (seeded) and saved as the
+    job's artifact, and the registry registers it as the pipeline does. Returns (the version's JSON, the model as saved)."""
+    import torch
+
+    from app import job_states
+    from app.db import session_scope
+    from app.models import TrainingJob
+    from app.services.registry import register_version
+    from app.storage import get_storage
+    from cube.artifacts import save_model
+    from cube.models import build_model
+
+    architecture = architecture or TINY_CUBE
+    r = client.post("/v1/training-jobs", json={"dataset_id": dataset_id, "model": model, "architecture": architecture,
+                                               "seed": seed, "hyperparameters": {"n_epochs": 1}})
+    assert r.status_code == 202, r.text
+    job_id = r.json()["id"]
+    dataset = client.get(f"/v1/datasets/{dataset_id}").json()
+    config = {**{k: v for k, v in architecture.items() if k != "kind"}, "d_in": dataset["dim_in"], "d_out": dataset["dim_out"]}
+    torch.manual_seed(seed)
+    net = build_model(architecture["kind"], config)
+    with torch.no_grad():  # the cube's cell rule starts at zero; random weights make its output depend on them
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    artifact_key = f"jobs/{job_id}/run/model"
+    save_model(net, get_storage(settings).local_path(artifact_key), architecture["kind"], config)
+    with session_scope(settings.database) as session:
+        job = session.get(TrainingJob, job_id)
+        version = register_version(session, job, arch=architecture["kind"], dim_in=config["d_in"], dim_out=config["d_out"],
+                                   teacher=None, parameters=sum(p.numel() for p in net.parameters()),
+                                   evaluation=evaluation or {"main": architecture["kind"]}, artifact_key=artifact_key)
+        job.status, job.model_version_id = job_states.SUCCEEDED, version.id
+        number = version.version
+    return client.get(f"/v1/models/{model}/versions/{number}").json(), net.eval()

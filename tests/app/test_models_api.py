@@ -1,29 +1,33 @@
-"""Model versions, aliases and /v1/transform (versions made by calling the pipeline directly)."""
+"""Model versions, aliases and /v1/transform (versions registered directly from small untrained
+models: training and evaluation are tests/worker/test_pipeline.py's subject)."""
 from __future__ import annotations
 
 import base64
 
 import numpy as np
 import pytest
+import torch
 
-from app.services import training
-from tests.conftest import TINY_CUBE
+from tests.conftest import make_version
 
-
-def train_version(c, settings, pairs_npz) -> None:
-    ds = c.post("/v1/datasets", files={"file": ("p.npz", pairs_npz.read_bytes())}, data={"kind": "embedding_pairs"}).json()["id"]
-    job = c.post("/v1/training-jobs", json={"dataset_id": ds, "model": "m", "architecture": TINY_CUBE,
-                                            "hyperparameters": {"n_epochs": 1}}).json()
-    training.run_job(settings, job["id"], "w1")
+EVALUATION = {"main": "cube", "n": {"train": 300, "val": 50, "test": 50}, "methods": {"ridge": {"recall_at_1": 0.5}}}
 
 
 @pytest.fixture
-def trained(client, settings, pairs_npz):
-    """Model "m" with two versions (two succeeded jobs)."""
+def versions(client, settings, pairs_npz):
+    """Model "m" with two versions whose weights differ: the client and {version: the model saved}."""
     c, _ = client
-    train_version(c, settings, pairs_npz)
-    train_version(c, settings, pairs_npz)
-    return c
+    ds = c.post("/v1/datasets", files={"file": ("p.npz", pairs_npz.read_bytes())}, data={"kind": "embedding_pairs"}).json()["id"]
+    saved = {}
+    for seed in (1, 2):
+        version, net = make_version(c, settings, ds, seed=seed, evaluation=EVALUATION)
+        saved[version["version"]] = net
+    return c, saved
+
+
+@pytest.fixture
+def trained(versions):
+    return versions[0]
 
 
 def test_versions_and_evaluation(trained):
@@ -34,16 +38,17 @@ def test_versions_and_evaluation(trained):
     assert [v["version"] for v in model["versions"]] == [1, 2]
     v1 = c.get("/v1/models/m/versions/1").json()
     assert v1["id"].startswith("mv_") and v1["status"] == "ready" and v1["parameters"] > 0
-    ev = v1["evaluation"]
-    assert ev["main"] == "cube" and ev["n"]["test"] > 0 and "recall_at_1" in ev["methods"]["ridge"]
+    assert v1["evaluation"] == EVALUATION and (v1["dim_in"], v1["dim_out"]) == (16, 16)
+    job = c.get(f"/v1/training-jobs/{v1['source_job_id']}").json()
+    assert job["status"] == "succeeded" and job["model_version_id"] == v1["id"]
     assert c.get("/v1/models/m/versions/9").status_code == 404
     assert c.get("/v1/models/m/versions/99999999999").status_code == 400  # not a database error
     assert c.put("/v1/models/m/aliases/a", json={"version": 10**12}).status_code == 400
     assert c.get("/v1/models/nope").status_code == 404
 
 
-def test_transform_floats_and_base64(trained):
-    c = trained
+def test_transform_floats_and_base64(versions):
+    c, saved = versions
     x = np.random.default_rng(1).standard_normal((3, 16)).astype(np.float32)
     r = c.post("/v1/transform", json={"model": "m", "input": x.tolist()})
     assert r.status_code == 200, r.text
@@ -51,6 +56,9 @@ def test_transform_floats_and_base64(trained):
     assert body["object"] == "list" and body["version"] == 2 and body["usage"] == {"vectors": 3} and body["dim"] == 16
     y = np.array([d["embedding"] for d in body["data"]])
     assert y.shape == (3, 16) and [d["index"] for d in body["data"]] == [0, 1, 2]
+    with torch.no_grad():
+        assert np.allclose(y, saved[2](torch.from_numpy(x)).numpy(), atol=1e-5)  # version 2's own weights
+        assert not np.allclose(y, saved[1](torch.from_numpy(x)).numpy(), atol=1e-3)
     assert r.headers["x-model-version"].startswith("mv_") and float(r.headers["x-inference-time"]) >= 0
     b64 = base64.b64encode(x.astype("<f4").tobytes()).decode()
     r2 = c.post("/v1/transform", json={"model": "m", "version": 2, "input": b64, "dim": 16, "encoding_format": "base64",

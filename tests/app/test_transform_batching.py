@@ -8,16 +8,15 @@ import httpx
 import numpy as np
 
 from app.main import create_app
-from app.services import training
-from tests.conftest import TINY_CUBE
+from tests.conftest import make_version
 
 
-def make_version(client_for, settings, pairs_npz):
+def serving(client_for, settings, pairs_npz, seeds=(0,)):
+    """A client and model "m" with one version per seed (untrained: serving is what is tested here)."""
     c, _ = client_for(settings)
     ds = c.post("/v1/datasets", files={"file": ("p.npz", pairs_npz.read_bytes())}, data={"kind": "embedding_pairs"}).json()["id"]
-    job = c.post("/v1/training-jobs", json={"dataset_id": ds, "model": "m", "architecture": TINY_CUBE,
-                                            "hyperparameters": {"n_epochs": 1}}).json()
-    training.run_job(settings, job["id"], "w1")
+    for seed in seeds:
+        make_version(c, settings, ds, seed=seed)
     return c
 
 
@@ -28,7 +27,7 @@ async def post_all(app, bodies):
 
 
 def test_concurrent_requests_each_get_their_rows(client_for, sqlite_settings, pairs_npz):
-    sync_client = make_version(client_for, sqlite_settings, pairs_npz)
+    sync_client = serving(client_for, sqlite_settings, pairs_npz)
     rng = np.random.default_rng(0)
     inputs = [rng.standard_normal((int(rng.integers(1, 4)), 16)).astype(np.float32) for _ in range(12)]
     expected = [np.array([d["embedding"] for d in sync_client.post("/v1/transform", json={"model": "m", "input": x.tolist()})
@@ -43,7 +42,7 @@ def test_concurrent_requests_each_get_their_rows(client_for, sqlite_settings, pa
 
 
 def test_full_queue_is_429_with_retry_after(client_for, sqlite_settings, pairs_npz):
-    make_version(client_for, sqlite_settings, pairs_npz)
+    serving(client_for, sqlite_settings, pairs_npz)
     app = create_app(sqlite_settings.model_copy(update={"transform_max_wait_ms": 500.0, "transform_max_queue_rows": 2,
                                                         "transform_max_batch_rows": 1000}))
     responses = asyncio.run(post_all(app, [{"model": "m", "input": [[0.1] * 16] * 2}] * 8))
@@ -53,21 +52,10 @@ def test_full_queue_is_429_with_retry_after(client_for, sqlite_settings, pairs_n
     assert refused.json()["error"]["code"] == "overloaded" and int(refused.headers["retry-after"]) >= 1
 
 
-def train_two_versions(client_for, settings, pairs_npz):
-    """Model "m" v1 and v2, trained with different seeds so that their outputs differ."""
-    c, _ = client_for(settings)
-    ds = c.post("/v1/datasets", files={"file": ("p.npz", pairs_npz.read_bytes())}, data={"kind": "embedding_pairs"}).json()["id"]
-    for seed in (1, 2):
-        job = c.post("/v1/training-jobs", json={"dataset_id": ds, "model": "m", "architecture": TINY_CUBE, "seed": seed,
-                                                "hyperparameters": {"n_epochs": 1}}).json()
-        training.run_job(settings, job["id"], "w1")
-    return c
-
-
 def test_alias_moves_under_load_fail_nothing(client_for, sqlite_settings, pairs_npz):
     """Requests naming an alias while it moves back and forth: none fails, and each answer comes from
     the version its x-model-version header names."""
-    sync_client = train_two_versions(client_for, sqlite_settings, pairs_npz)
+    sync_client = serving(client_for, sqlite_settings, pairs_npz, seeds=(1, 2))
     x = np.random.default_rng(0).standard_normal((2, 16)).astype(np.float32).tolist()
     expected = {}
     for v in (1, 2):
@@ -116,7 +104,7 @@ def test_alias_moves_under_load_fail_nothing(client_for, sqlite_settings, pairs_
 
 
 def test_metrics_count_transform_batches_and_requests(client_for, sqlite_settings, pairs_npz):
-    c = make_version(client_for, sqlite_settings, pairs_npz)
+    c = serving(client_for, sqlite_settings, pairs_npz)
     assert c.post("/v1/transform", json={"model": "m", "input": [[0.1] * 16] * 3}).status_code == 200
     text = c.get("/metrics").text
     assert 'cube_http_requests_total{method="POST",route="/v1/transform",status="200"} 1.0' in text

@@ -8,31 +8,27 @@ import base64
 import numpy as np
 import pytest
 
-from tests.conftest import TINY_CUBE
+from tests.conftest import make_version
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, pairs_npz):
-    """One trained model "m" (16 -> 16) for the whole module, behind small limits."""
+    """One model "m" (16 -> 16, untrained) for the whole module, behind small limits."""
     from fastapi.testclient import TestClient
 
+    from app.api.deps import get_enqueue
     from app.main import create_app
     from app.migrate import upgrade
-    from app.services import training
     from app.settings import Settings
 
     s = Settings(data_dir=tmp_path_factory.mktemp("limits"), require_auth=False, min_pairs=20,
                  max_request_bytes=20_000, max_transform_vectors=50)
     upgrade(s.database)
-    with TestClient(create_app(s)) as c:  # the job is run directly below: nothing is sent to a queue
-        from app.api.deps import get_enqueue
-
-        c.app.dependency_overrides[get_enqueue] = lambda: (lambda *a, **k: None)
+    with TestClient(create_app(s)) as c:
+        c.app.dependency_overrides[get_enqueue] = lambda: (lambda *a, **k: None)  # the job is never run
         ds = c.post("/v1/datasets", files={"file": ("p.npz", pairs_npz.read_bytes())},
                     data={"kind": "embedding_pairs"}).json()["id"]
-        job = c.post("/v1/training-jobs", json={"dataset_id": ds, "model": "m", "architecture": TINY_CUBE,
-                                                "hyperparameters": {"n_epochs": 1}}).json()
-        training.run_job(s, job["id"], "w1")
+        make_version(c, s, ds)
         yield c
 
 
