@@ -152,7 +152,7 @@ def make_version(client, settings, dataset_id: str, *, model: str = "m", archite
     job's artifact, and the registry registers it as the pipeline does. Returns (the version's JSON, the model as saved)."""
     import torch
 
-    from app import job_states
+    from app.jobs import states as job_states
     from app.db import session_scope
     from app.models import TrainingJob
     from app.services.registry import register_version
