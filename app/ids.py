@@ -3,6 +3,7 @@ creation time (cursor pagination needs nothing else)."""
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 
@@ -18,3 +19,12 @@ def new_id(kind: str) -> str:
         now = max(time.time_ns() // 1000, _last + 1)
         _last = now
     return f"{PREFIXES[kind]}{now:013x}{os.urandom(3).hex()}"
+
+
+_ID_BODY = re.compile(r"[0-9a-f]{19}")
+
+
+def is_id(value: str, kind: str) -> bool:
+    """Whether `value` has the shape of an id that new_id(kind) makes (list cursors must)."""
+    prefix = PREFIXES[kind]
+    return value.startswith(prefix) and _ID_BODY.fullmatch(value[len(prefix):]) is not None

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import queue
 from app.api import datasets, jobs, models, ops, transform
+from app.api.deps import storable_params
 from app.body_limit import BodyLimitMiddleware, limit_message
 from app.errors import ServiceError, error_body
 from app.services.inference import ModelCache
@@ -40,7 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await run_in_threadpool(queue.producer, settings)
         yield
 
-    app = FastAPI(title="cube service", version="1", lifespan=lifespan)
+    app = FastAPI(title="cube service", version="1", lifespan=lifespan, dependencies=[Depends(storable_params)])
     app.state.settings = settings
     app.state.storage = get_storage(settings)
     app.state.storage.root.mkdir(parents=True, exist_ok=True)

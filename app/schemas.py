@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app import models
+from app.safe_input import check_json, check_text
 
 T = TypeVar("T")
 
@@ -50,6 +51,11 @@ class Architecture(BaseModel):
     model_config = ConfigDict(extra="allow")
     kind: Literal["cube", "linear", "mlp"] = "cube"
 
+    @model_validator(mode="after")
+    def storable(self) -> "Architecture":
+        check_json(self.model_extra or {}, "architecture")
+        return self
+
 
 class Validation(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -68,6 +74,11 @@ class TrainingJobCreate(BaseModel):
     seed: int = Field(0, ge=0, lt=2**31)
     model: str | None = Field(None, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     metadata: dict[str, Any] | None = None
+
+    # These raise the service's own 400/413 (not pydantic's), so the caller learns which limit.
+    _dataset_id = field_validator("dataset_id")(lambda v: check_text(v, "dataset_id"))
+    _hyperparameters = field_validator("hyperparameters")(lambda v: check_json(v, "hyperparameters"))
+    _metadata = field_validator("metadata")(lambda v: v if v is None else check_json(v, "metadata"))
 
 
 class Progress(BaseModel):
@@ -219,6 +230,9 @@ class TransformRequest(BaseModel):
     dim: int | None = Field(None, ge=1, le=MAX_INT)  # base64 input: values per vector (checked against the model)
     encoding_format: Literal["float", "base64"] = "float"
     normalize: bool = False
+
+    _model = field_validator("model")(lambda v: check_text(v, "model"))
+    _alias = field_validator("alias")(lambda v: v if v is None else check_text(v, "alias"))
 
 
 class EmbeddingOut(BaseModel):

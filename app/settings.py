@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     require_auth: bool = True
 
     max_upload_bytes: int = 512 * 1024 * 1024
+    # The arrays an embedding-pair upload decodes to (checked from its headers before any is read):
+    # a compressed file may be small and still expand without bound.
+    max_dataset_bytes: int = 1024 * 1024 * 1024
     max_request_bytes: int = 64 * 1024 * 1024   # any other request body (JSON): 413 above it
     min_pairs: int = 20
     max_transform_vectors: int = 4096

@@ -18,6 +18,11 @@ log = logging.getLogger("cube.http")
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _ROWS_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+# Labels come from closed sets, whatever a client sends: any method name is a valid HTTP token, and
+# each new label value would be a new time series kept for the life of the process.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "other"
+UNMATCHED_ROUTE = "unmatched"
 
 
 class Telemetry:
@@ -77,10 +82,11 @@ class TelemetryMiddleware:
         finally:
             took = time.perf_counter() - started
             route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = getattr(route, "path", None) or UNMATCHED_ROUTE  # a template, never the raw path
             method = scope.get("method", "")
-            self.telemetry.requests.labels(method, template, str(status)).inc()
-            self.telemetry.latency.labels(method, template).observe(took)
+            label = method if method in METHODS else OTHER_METHOD
+            self.telemetry.requests.labels(label, template, str(status)).inc()
+            self.telemetry.latency.labels(label, template).observe(took)
             if log.isEnabledFor(logging.INFO):
                 log.info(json.dumps({"request_id": request_id, "method": method, "path": scope.get("path"),
                                      "route": template, "status": status, "ms": round(took * 1000, 3)}))

@@ -76,7 +76,8 @@ def build_model(arch: str, config: dict[str, Any]) -> nn.Module:
 
 
 def check_model_config(arch: str, config: dict[str, Any], *, max_parameters: int | None = None,
-                       max_state_values: int | None = None) -> int:
+                       max_state_values: int | None = None, max_activation_bytes: int | None = None,
+                       batch_size: int = 1) -> int:
     """Raise ConfigError if build_model would, or if the model is larger than the limits; return its
     parameter count. Allocates nothing (built on the meta device)."""
     with torch.device("meta"):
@@ -89,7 +90,25 @@ def check_model_config(arch: str, config: dict[str, Any], *, max_parameters: int
         if values > max_state_values:
             raise ConfigError(f"the grid holds {values:,} values per sample (cells x channels); "
                               f"the limit is {max_state_values:,}")
+    if max_activation_bytes is not None:
+        needed = training_activation_bytes(model, batch_size)
+        if needed > max_activation_bytes:
+            raise ConfigError(f"training would keep about {needed / 2**30:,.1f} GiB of activations per batch "
+                              f"(steps x cells x (channels + hidden) x batch {batch_size} x 4 bytes); "
+                              f"the limit is {max_activation_bytes / 2**30:,.1f} GiB: use fewer steps, cells, "
+                              f"hidden units or a smaller batch")
     return n
+
+
+def training_activation_bytes(model: nn.Module, batch_size: int) -> int:
+    """A floor on what backpropagation keeps for one batch (float32): at every step, each cell's state
+    and hidden layer; the plain maps keep their hidden layer. The real figure is higher (padding,
+    masks, gates), so a model refused by this estimate could never train."""
+    if isinstance(model, CubeModel):
+        cfg = model.cfg
+        return 4 * batch_size * cfg.steps * cfg.n_cells * (cfg.channels + cfg.hidden)
+    widths = [m.out_features for m in model.modules() if isinstance(m, nn.Linear)]
+    return 4 * batch_size * sum(widths)
 
 
 def parameter_count(model: nn.Module) -> int:

@@ -6,8 +6,11 @@ Every problem raises `PairFileError` naming the array (`field`) and, where it ap
 """
 from __future__ import annotations
 
+import array
 import hashlib
+import math
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +32,16 @@ class PairFileError(ValueError):
         self.field = field
         self.row = row
         self.line = line
+
+
+class PairFileTooLarge(PairFileError):
+    """The arrays a file decodes to would pass the caller's byte limit: found from the file's headers
+    and metadata, before any array is read."""
+
+
+def _check_decoded(what: str, nbytes: int, max_bytes: int | None, field: str) -> None:
+    if max_bytes is not None and nbytes > max_bytes:
+        raise PairFileTooLarge(f"{what} decodes to {nbytes:,} bytes; the limit is {max_bytes:,} bytes", field=field)
 
 
 @dataclass
@@ -99,9 +112,49 @@ def validate_pairs(input: np.ndarray, target: np.ndarray, *, groups=None, diffic
     return PairData(x, y, g, d)
 
 
-def load_pairs_npz(path: str | Path, *, min_pairs: int = MIN_PAIRS) -> PairData:
-    """Read and validate an NPZ pair file. Never unpickles (object arrays are refused)."""
+NPZ_ARRAYS = ("input", "target", "group", "difficulty")
+
+
+def npz_headers(path: str | Path) -> dict[str, tuple[tuple[int, ...], np.dtype, int]]:
+    """name -> (shape, dtype, uncompressed entry bytes) of the arrays in an NPZ, read from the zip
+    directory and each .npy header alone: no array data is decompressed."""
+    headers = {}
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            name = info.filename.removesuffix(".npy")
+            if name not in NPZ_ARRAYS:
+                continue  # never read, so never decompressed
+            with zf.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+                elif version == (2, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+                else:  # 3.0 exists only for structured dtypes with unicode field names: never pair data
+                    raise PairFileError(f"array '{name}' has .npy format {version}; save plain arrays (format 1.0 or 2.0)",
+                                        field=name)
+            headers[name] = (tuple(shape), dtype, info.file_size)
+    return headers
+
+
+def check_npz_size(path: str | Path, max_bytes: int) -> None:
+    """PairFileTooLarge if the arrays would decode to more than `max_bytes` in all, judged from the
+    headers and the zip's entry sizes (what a reader would allocate and what it would decompress)."""
+    total = 0
+    for name, (shape, dtype, entry_bytes) in npz_headers(path).items():
+        claimed = math.prod(shape) * dtype.itemsize  # Python ints: a (1e9, 1e9) shape does not overflow
+        _check_decoded(f"array '{name}' (shape {list(shape)}, {dtype})", claimed, max_bytes, name)
+        _check_decoded(f"the zip entry of array '{name}'", entry_bytes, max_bytes, name)
+        total += max(claimed, entry_bytes)
+    _check_decoded("the file's arrays together", total, max_bytes, "file")
+
+
+def load_pairs_npz(path: str | Path, *, min_pairs: int = MIN_PAIRS, max_bytes: int | None = None) -> PairData:
+    """Read and validate an NPZ pair file. Never unpickles (object arrays are refused). With
+    `max_bytes`, a file whose arrays would decode to more is refused before any is read."""
     try:
+        if max_bytes is not None:
+            check_npz_size(path, max_bytes)
         with np.load(path, allow_pickle=False) as npz:
             names = set(npz.files)
             for required in ("input", "target"):
@@ -109,10 +162,11 @@ def load_pairs_npz(path: str | Path, *, min_pairs: int = MIN_PAIRS) -> PairData:
                     raise PairFileError(
                         f"missing array '{required}' (found: {', '.join(sorted(names)) or 'none'})", field=required
                     )
-            arrays = {k: _read_array(npz, k) for k in ("input", "target", "group", "difficulty") if k in names}
+            arrays = {k: _read_array(npz, k) for k in NPZ_ARRAYS if k in names}
     except PairFileError:
         raise
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError, RuntimeError) as exc:
+        # NotImplementedError: an unsupported compression method; RuntimeError: an encrypted entry.
         raise PairFileError(f"not a readable NPZ file: {exc}", field="file") from None
     except ValueError as exc:
         raise PairFileError(f"not a readable NPZ file: {exc}", field="file") from None
@@ -188,10 +242,13 @@ def split_pairs(data: PairData, cfg: SplitConfig) -> Split:
 PAIR_FORMATS = {".npz": "npz", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 
-def load_pairs_file(path: str | Path, *, fmt: str | None = None, min_pairs: int = MIN_PAIRS) -> PairData:
+def load_pairs_file(path: str | Path, *, fmt: str | None = None, min_pairs: int = MIN_PAIRS,
+                    max_bytes: int | None = None) -> PairData:
     """Embedding pairs from NPZ, Parquet (list columns `input`, `target`, optional `group`,
     `difficulty`) or JSONL (`{"input": [floats], "target": [floats], "group"?: str}` per line).
-    The format comes from the suffix unless `fmt` names it."""
+    The format comes from the suffix unless `fmt` names it. `max_bytes` bounds the decoded arrays
+    (PairFileTooLarge): NPZ as its headers declare them, Parquet as its row groups' uncompressed
+    size, JSONL at 8 bytes per number."""
     if fmt is None:
         suffix = Path(path).suffix.lower()
         if suffix not in PAIR_FORMATS:
@@ -199,11 +256,11 @@ def load_pairs_file(path: str | Path, *, fmt: str | None = None, min_pairs: int 
                                 f"{', '.join(sorted(PAIR_FORMATS))} or name the format", field="file")
         fmt = PAIR_FORMATS[suffix]
     if fmt == "npz":
-        return load_pairs_npz(path, min_pairs=min_pairs)
+        return load_pairs_npz(path, min_pairs=min_pairs, max_bytes=max_bytes)
     if fmt == "parquet":
-        return load_pairs_parquet(path, min_pairs=min_pairs)
+        return load_pairs_parquet(path, min_pairs=min_pairs, max_bytes=max_bytes)
     if fmt == "jsonl":
-        return load_pairs_jsonl(path, min_pairs=min_pairs)
+        return load_pairs_jsonl(path, min_pairs=min_pairs, max_bytes=max_bytes)
     raise PairFileError(f"unknown pair format {fmt!r}; known: npz, parquet, jsonl", field="file")
 
 
@@ -215,21 +272,27 @@ def _vector_from_json(value, name: str, line: int, dim: int | None) -> list[floa
     for v in value:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise PairFileError(f"line {line}: '{name}' must hold only numbers, found {type(v).__name__}", field=name, line=line)
-        if not np.isfinite(v):  # json accepts NaN and Infinity tokens
-            raise PairFileError(f"line {line}: '{name}' contains NaN or Inf", field=name, line=line)
+        try:
+            finite = math.isfinite(v)  # json accepts NaN and Infinity tokens
+        except OverflowError:  # an integer beyond any float
+            finite = False
+        if not finite:
+            raise PairFileError(f"line {line}: '{name}' contains NaN or Inf, or a number beyond float range", field=name, line=line)
     if dim is not None and len(value) != dim:
         raise PairFileError(f"line {line}: '{name}' has {len(value)} numbers, earlier lines have {dim}", field=name, line=line)
     return value
 
 
-def load_pairs_jsonl(path: str | Path, *, min_pairs: int = MIN_PAIRS) -> PairData:
+def load_pairs_jsonl(path: str | Path, *, min_pairs: int = MIN_PAIRS, max_bytes: int | None = None) -> PairData:
     from cube.textpairs import decode_utf8, jsonl_objects
 
     try:
         text = decode_utf8(Path(path).read_bytes())
     except OSError as exc:
         raise PairFileError(f"cannot read {path}: {exc.strerror}", field="file") from None
-    xs, ys, gs, ds = [], [], [], []
+    # Numbers go into flat float64 buffers (8 bytes each), not lists of Python floats (32 bytes each).
+    vectors = {"input": array.array("d"), "target": array.array("d")}
+    gs, ds = [], []
     dims: dict[str, int | None] = {"input": None, "target": None}
     has_group = has_difficulty = None
     for line, obj in jsonl_objects(text):
@@ -238,7 +301,9 @@ def load_pairs_jsonl(path: str | Path, *, min_pairs: int = MIN_PAIRS) -> PairDat
                 raise PairFileError(f"line {line}: missing field '{name}'", field=name, line=line)
             vec = _vector_from_json(obj[name], name, line, dims[name])
             dims[name] = len(vec)
-            (xs if name == "input" else ys).append(vec)
+            vectors[name].extend(vec)
+        _check_decoded(f"the vectors up to line {line}", 8 * (len(vectors["input"]) + len(vectors["target"])), max_bytes,
+                       "file")
         for name, store in (("group", gs), ("difficulty", ds)):
             present = obj.get(name) is not None
             first = has_group if name == "group" else has_difficulty
@@ -258,9 +323,10 @@ def load_pairs_jsonl(path: str | Path, *, min_pairs: int = MIN_PAIRS) -> PairDat
             if name == "difficulty" and (isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value)):
                 raise PairFileError(f"line {line}: 'difficulty' must be a finite number", field=name, line=line)
             store.append(str(value) if name == "group" else float(value))
-    if not xs:
+    if dims["input"] is None:
         raise PairFileError("the file holds no pairs", field="file")
-    return validate_pairs(np.array(xs, dtype=np.float64), np.array(ys, dtype=np.float64),
+    x, y = (np.frombuffer(vectors[k], dtype=np.float64).reshape(-1, dims[k]) for k in ("input", "target"))
+    return validate_pairs(x, y,
                           groups=np.array(gs, dtype=str) if has_group else None,
                           difficulty=np.array(ds, dtype=np.float64) if has_difficulty else None, min_pairs=min_pairs)
 
@@ -290,12 +356,21 @@ def _parquet_matrix(table, name: str) -> np.ndarray:
     return values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False).reshape(len(col), int(lengths[0]))
 
 
-def load_pairs_parquet(path: str | Path, *, min_pairs: int = MIN_PAIRS) -> PairData:
+def load_pairs_parquet(path: str | Path, *, min_pairs: int = MIN_PAIRS, max_bytes: int | None = None) -> PairData:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path)
+        parquet = pq.ParquetFile(path)
+        meta = parquet.metadata
+        _check_decoded("the file's row groups", sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)),
+                       max_bytes, "file")
+        groups, decoded = [], 0
+        for i in range(meta.num_row_groups):  # one at a time, so metadata that understates is caught early
+            groups.append(parquet.read_row_group(i))
+            decoded += groups[-1].nbytes
+            _check_decoded(f"the file's row groups up to number {i}", decoded, max_bytes, "file")
+        table = pa.concat_tables(groups) if groups else parquet.schema_arrow.empty_table()
     except (OSError, pa.ArrowException) as exc:
         raise PairFileError(f"not a readable Parquet file: {exc}", field="file") from None
     names = set(table.column_names)

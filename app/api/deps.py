@@ -10,11 +10,20 @@ from sqlalchemy.orm import Session
 from app import queue
 from app.db import get_sessionmaker
 from app.models import Dataset, TrainingJob
+from app.safe_input import check_text
 from app.services import datasets, jobs
 from app.services.inference import ModelCache
 from app.settings import Settings
 from app.storage import LocalStorage
 from app.telemetry import Telemetry
+
+
+def storable_params(request: Request) -> None:
+    """Every path and query parameter is text a database can compare with (no NUL): else 400 naming it.
+    Runs for every route, before any lookup."""
+    for name, value in (*request.path_params.items(), *request.query_params.multi_items()):
+        if isinstance(value, str):
+            check_text(value, name)
 
 
 def get_settings(request: Request) -> Settings:

@@ -56,6 +56,7 @@ def info(settings: SettingsDep, cache: ModelCacheDep) -> dict:
         v = "unknown"
     return {"version": v, "auth": "api_key" if settings.require_auth else "off", "embedded": settings.embedded,
             "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_request_bytes": settings.max_request_bytes,
+                       "max_dataset_bytes": settings.max_dataset_bytes,
                        "max_transform_vectors": settings.max_transform_vectors,
                        "transform_max_queue_rows": settings.transform_max_queue_rows,
                        "transform_max_batch_rows": settings.transform_max_batch_rows, "min_pairs": settings.min_pairs},

@@ -19,11 +19,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, InvalidContent, InvalidRequest, NotFound, NotReady, PayloadTooLarge
-from app.ids import new_id
+from app.ids import is_id, new_id
 from app.jobs import lifecycle, states
 from app.jobs.states import DatasetStatus
 from app.models import Dataset, TrainingJob
 from app.queue import ENCODE_TASK
+from app.safe_input import check_json, check_text
 from app.settings import Settings
 from app.storage import LocalStorage
 
@@ -77,12 +78,20 @@ def detect_format(path: Path, filename: str) -> str:
     return {".csv": "csv", ".parquet": "parquet", ".npz": "npz"}.get(suffix, "jsonl")
 
 
-def file_error(exc) -> InvalidContent:
-    """A cube PairFileError as a 422 naming the line (text files), row (arrays) and field."""
+def file_error(exc) -> InvalidContent | PayloadTooLarge:
+    """A cube PairFileError as a 422 naming the line (text files), row (arrays) and field; a file
+    whose arrays would decode past the limit as a 413."""
+    from cube.pairs import PairFileTooLarge
+
+    if isinstance(exc, PairFileTooLarge):
+        return PayloadTooLarge(f"{exc.message} (setting max_dataset_bytes)", code="decoded_too_large", param="file",
+                               field=exc.field)
     return InvalidContent(exc.message, code="invalid_file", param="file", line=exc.line, field=exc.field, row=exc.row)
 
 
 def validate_file(path: Path, kind: str, fmt: str, settings: Settings) -> Validated:
+    """Check the file's content; array files are first checked against `max_dataset_bytes` from their
+    headers and metadata, so memory stays bounded whatever sizes a file claims."""
     from cube.pairs import PairFileError
 
     try:
@@ -90,11 +99,11 @@ def validate_file(path: Path, kind: str, fmt: str, settings: Settings) -> Valida
             if fmt == "npz":
                 from cube.pairs import load_pairs_npz
 
-                data = load_pairs_npz(path, min_pairs=settings.min_pairs)
+                data = load_pairs_npz(path, min_pairs=settings.min_pairs, max_bytes=settings.max_dataset_bytes)
             else:
                 from cube.pairs import load_pairs_file
 
-                data = load_pairs_file(path, fmt=fmt, min_pairs=settings.min_pairs)
+                data = load_pairs_file(path, fmt=fmt, min_pairs=settings.min_pairs, max_bytes=settings.max_dataset_bytes)
             return Validated(len(data), data.dim_in, data.dim_out)
         if fmt not in ("jsonl", "csv"):
             raise InvalidContent(f"text_pairs must be JSONL or CSV, got a {fmt} file; did you mean kind=embedding_pairs?",
@@ -127,9 +136,11 @@ def parse_metadata(raw: str | None) -> dict[str, Any] | None:
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise InvalidRequest(f"metadata must be a JSON object: {exc}", param="metadata") from None
+    except RecursionError:
+        raise InvalidRequest("metadata is nested too deeply to parse", param="metadata", code="invalid_json") from None
     if not isinstance(value, dict):
         raise InvalidRequest("metadata must be a JSON object", param="metadata")
-    return value
+    return check_json(value, "metadata")
 
 
 def create_dataset(session: Session, settings: Settings, storage: LocalStorage, enqueue: Enqueue, source: IO[bytes], *,
@@ -137,9 +148,10 @@ def create_dataset(session: Session, settings: Settings, storage: LocalStorage, 
     if kind not in KINDS:
         raise InvalidRequest(f"kind must be one of {', '.join(KINDS)}, got {kind!r}", param="kind", code="invalid_kind")
     for param, value, limit in (("name", name, 200), ("teacher", teacher, 200)):
-        if value is not None and not 1 <= len(value) <= limit:
+        if value is not None and not 1 <= len(check_text(value, param)) <= limit:
             raise InvalidRequest(f"{param} must be 1-{limit} characters", param=param)
-    filename = Path(filename).name[-300:] or "upload"  # only informational; storage keys are server-made
+    # Only informational (storage keys are server-made), but stored, so it must be storable text.
+    filename = Path(check_text(filename, "file")).name[-300:] or "upload"
     meta = parse_metadata(metadata)
     teacher = check_teacher(kind, teacher)
     tmp, size, sha = stream_to_temp(source, storage.temp_dir(), settings.max_upload_bytes)
@@ -186,6 +198,8 @@ def get_dataset(session: Session, dataset_id: str, *, for_update: bool = False) 
 
 
 def list_datasets(session: Session, after: str | None, limit: int) -> tuple[list[Dataset], bool]:
+    if after is not None and not is_id(after, "dataset"):
+        raise InvalidRequest(f"after must be a dataset id (ds_...), got {after!r}", param="after", code="invalid_cursor")
     query = select(Dataset).where(Dataset.status != DatasetStatus.DELETED).order_by(Dataset.id.desc()).limit(limit + 1)
     if after:
         query = query.where(Dataset.id < after)

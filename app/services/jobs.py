@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, InvalidContent, InvalidRequest, NotFound, NotReady
-from app.ids import new_id
+from app.ids import PREFIXES, is_id, new_id
 from app.jobs import lifecycle, states
 from app.jobs.states import DatasetStatus
 from app.models import Dataset, JobCheckpoint, JobEvent, JobMetric, TrainingJob
@@ -63,9 +63,10 @@ def resolve_split(body: TrainingJobCreate) -> dict[str, Any]:
 # A job may not ask for a model that cannot fit a worker: the check runs before anything is queued.
 MAX_MODEL_PARAMETERS = 200_000_000
 MAX_STATE_VALUES = 1 << 20  # cells x channels per sample: the default cube has 6,144
+MAX_ACTIVATION_BYTES = 16 << 30  # activations kept for one training batch: the default cube needs about 0.25 GiB
 
 
-def check_architecture(arch: str, shape: dict[str, Any], dataset: Dataset, mode: str) -> None:
+def check_architecture(arch: str, shape: dict[str, Any], dataset: Dataset, mode: str, batch_size: int = 1) -> None:
     from cube.config import ConfigError
     from cube.models import check_model_config
 
@@ -77,7 +78,8 @@ def check_architecture(arch: str, shape: dict[str, Any], dataset: Dataset, mode:
     d_out = dataset.dim_in if mode == "autoencoder" else dataset.dim_out
     try:
         check_model_config(arch, {"d_in": dataset.dim_in, "d_out": d_out, **shape},
-                           max_parameters=MAX_MODEL_PARAMETERS, max_state_values=MAX_STATE_VALUES)
+                           max_parameters=MAX_MODEL_PARAMETERS, max_state_values=MAX_STATE_VALUES,
+                           max_activation_bytes=MAX_ACTIVATION_BYTES, batch_size=batch_size)
     except (ConfigError, TypeError) as exc:
         raise InvalidContent(str(exc), param="architecture", code="invalid_architecture") from None
 
@@ -90,11 +92,11 @@ def create_job(session: Session, enqueue: Enqueue, body: TrainingJobCreate) -> T
         raise Conflict(f"dataset {dataset.id} is {dataset.status}: {dataset.error or 'not usable'}", param="dataset_id",
                        code="dataset_not_ready")
     shape = body.architecture.model_extra or {}
-    check_architecture(body.architecture.kind, shape, dataset, body.mode)
     if "seed" in body.hyperparameters and body.hyperparameters["seed"] not in ("auto", body.seed):
         raise InvalidRequest("give the seed at the top level of the job, not in hyperparameters",
                              param="hyperparameters.seed")
     hyper = resolve_hyperparameters(body.hyperparameters, dataset.num_pairs)
+    check_architecture(body.architecture.kind, shape, dataset, body.mode, batch_size=hyper["batch_size"])
     hyper["seed"] = body.seed
     job = TrainingJob(
         id=new_id("job"), dataset_id=dataset.id, model_name=body.model or default_model_name(dataset), mode=body.mode,
@@ -131,6 +133,7 @@ def get_job(session: Session, job_id: str) -> TrainingJob:
 def list_jobs(session: Session, after: str | None, limit: int, status: str | None) -> tuple[list[TrainingJob], bool]:
     if status is not None and status not in states.STATES:
         raise InvalidRequest(f"status must be one of {', '.join(states.STATES)}", param="status")
+    check_cursor(after, "job")
     query = select(TrainingJob).order_by(TrainingJob.id.desc()).limit(limit + 1)
     if after:
         query = query.where(TrainingJob.id < after)
@@ -138,6 +141,12 @@ def list_jobs(session: Session, after: str | None, limit: int, status: str | Non
         query = query.where(TrainingJob.status == status)
     rows = list(session.scalars(query))
     return rows[:limit], len(rows) > limit
+
+
+def check_cursor(after: str | None, kind: str) -> None:
+    if after is not None and not is_id(after, kind):
+        raise InvalidRequest(f"after must be an id from this list ({PREFIXES[kind]}...), got {after!r}", param="after",
+                             code="invalid_cursor")
 
 
 def cancel_job(session: Session, job: TrainingJob) -> TrainingJob:
@@ -148,6 +157,7 @@ def cancel_job(session: Session, job: TrainingJob) -> TrainingJob:
 
 
 def list_events(session: Session, job: TrainingJob, after: str | None, limit: int) -> tuple[list[JobEvent], bool]:
+    check_cursor(after, "event")
     query = select(JobEvent).where(JobEvent.job_id == job.id).order_by(JobEvent.id).limit(limit + 1)
     if after:
         query = query.where(JobEvent.id > after)
