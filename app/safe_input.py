@@ -35,7 +35,7 @@ def check_text(value: str, param: str) -> str:
     return value
 
 
-def json_problem(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> tuple[str, str] | None:
+def json_problem(value: Any, *, max_depth: int = MAX_JSON_DEPTH, finite: bool = True) -> tuple[str, str] | None:
     """(where, why) for the first thing in a parsed JSON value that a database cannot store, or None;
     `where` is a path like `.a.b[3]`.
     Iterative, so a value nested beyond Python's recursion limit is reported, not crashed on."""
@@ -55,15 +55,16 @@ def json_problem(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> tuple[str, s
         elif isinstance(item, str):
             if problem := text_problem(item):
                 return where, problem
-        elif isinstance(item, float) and not math.isfinite(item):
+        elif finite and isinstance(item, float) and not math.isfinite(item):
             return where, "is NaN or infinite, which JSON cannot store"
     return None
 
 
 def check_json(value: Any, param: str, *, max_bytes: int | None = MAX_METADATA_BYTES,
-               max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """`value` unchanged if storable and small enough: 400 for bad text, depth or numbers, 413 over `max_bytes`."""
-    found = json_problem(value, max_depth=max_depth)
+               max_depth: int = MAX_JSON_DEPTH, finite: bool = True) -> Any:
+    """`value` unchanged if storable and small enough: 400 for bad text, depth or (with `finite`) NaN
+    and infinities, 413 over `max_bytes`."""
+    found = json_problem(value, max_depth=max_depth, finite=finite)
     if found:
         where, why = found
         raise InvalidRequest(f"{param}{where} {why}", param=param, code="invalid_json")

@@ -77,7 +77,8 @@ class TrainingJobCreate(BaseModel):
 
     # These raise the service's own 400/413 (not pydantic's), so the caller learns which limit.
     _dataset_id = field_validator("dataset_id")(lambda v: check_text(v, "dataset_id"))
-    _hyperparameters = field_validator("hyperparameters")(lambda v: check_json(v, "hyperparameters"))
+    # NaN here is left to TrainConfig, which names the field (422); only valid values are stored.
+    _hyperparameters = field_validator("hyperparameters")(lambda v: check_json(v, "hyperparameters", finite=False))
     _metadata = field_validator("metadata")(lambda v: v if v is None else check_json(v, "metadata"))
 
 
