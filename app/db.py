@@ -1,7 +1,13 @@
 """Database engines and sessions. SQLite gets WAL and a busy timeout so the API and a worker
-process can share one file; PostgreSQL needs nothing special."""
+process can share one file; PostgreSQL needs nothing special.
+
+A forked child (a Celery pool process, started again after a crash or after each job with
+max_tasks_per_child) never reuses its parent's pooled connections: two processes talking on one
+socket corrupt the session ("connection in transaction status INTRANS" mid-job)."""
 from __future__ import annotations
 
+import os
+import weakref
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Iterator
@@ -28,6 +34,19 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+_engines: "weakref.WeakSet[Engine]" = weakref.WeakSet()
+
+
+def _forget_inherited_connections() -> None:
+    """In a forked child: drop the parent's pooled connections without closing them (closing would
+    end the parent's sessions too); the child opens its own on first use."""
+    for engine in list(_engines):
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_inherited_connections)
+
+
 @lru_cache(maxsize=8)
 def get_engine(url: str) -> Engine:
     url = normalise_url(url)
@@ -36,6 +55,7 @@ def get_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
         engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    _engines.add(engine)
     return engine
 
 

@@ -11,6 +11,8 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import queue
@@ -27,6 +29,7 @@ log = logging.getLogger("cube.api")
 ROUTERS = [ops.router, ops.info_router, datasets.router, jobs.router, models.router, transform.router]
 UPLOAD_PATHS = ("/v1/datasets",)
 MULTIPART_OVERHEAD = 64 * 1024
+DATABASE_RETRY_AFTER_SECONDS = 5
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -37,6 +40,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not settings.require_auth:
             log.warning("AUTHENTICATION IS OFF: anyone who can reach this port can upload, train and transform. "
                         "Bind to 127.0.0.1 only, or set CUBE_REQUIRE_AUTH=true and create keys with `cube keys create`.")
+        for path in await run_in_threadpool(app.state.storage.remove_abandoned_temp_files):
+            log.warning("removed %s, left half-written by an API process that died", path.name)
         # Build the Celery producer now (imports, connection pool), not on the first job's POST.
         await run_in_threadpool(queue.producer, settings)
         yield
@@ -85,6 +90,18 @@ def install_error_handlers(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.status_code, "http_error")
         return JSONResponse(error_body(exc.status_code, str(exc.detail), code=code), status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
+
+    async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # Down, restarting, refusing connections, pool exhausted, or (SQLite) locked: all pass by
+        # themselves, so the client is told to retry instead of seeing an internal error.
+        log.warning("database unavailable (request %s): %s", getattr(request.state, "request_id", None),
+                    str(exc).splitlines()[0])
+        body = error_body(503, "the database is unavailable; try again shortly", code="database_unavailable",
+                          type="server_error")
+        return JSONResponse(body, status_code=503, headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)})
+
+    for unavailable in (OperationalError, InterfaceError, DisconnectionError, PoolTimeout):
+        app.add_exception_handler(unavailable, database_unavailable)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

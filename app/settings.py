@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     # CPU threads per training process; 0 keeps torch's default (all cores). Several workers on one
     # machine should split the cores: oversubscribed threads make small models many times slower.
     torch_threads: int = 0
+    # Test hook, never set in production: seconds a worker pauses inside the registration
+    # transaction (version row written, not committed), so a test can kill it exactly there.
+    test_hook_pause_before_register_commit: float = 0.0
 
     log_level: str = Field("info")
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import tempfile
 from pathlib import Path
 
 
@@ -50,6 +52,23 @@ class LocalStorage:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def new_temp_file(self, kind: str) -> tuple[int, Path]:
+        """A fresh temp file (open fd, path) whose name records who writes it, `kind@pid@host@random`,
+        so a file left by a process that died (kill -9, out of memory) can be told from one being written."""
+        fd, name = tempfile.mkstemp(dir=self.temp_dir(), prefix=f"{kind}@{os.getpid()}@{socket.gethostname()}@")
+        return fd, Path(name)
+
+    def remove_abandoned_temp_files(self) -> list[Path]:
+        """Delete the temp files of processes of this host that no longer run (call at start). Files
+        written on other hosts (a shared volume) are theirs to judge."""
+        removed = []
+        for path in self.temp_dir().iterdir():
+            parts = path.name.split("@")
+            if len(parts) == 4 and parts[1].isdigit() and parts[2] == socket.gethostname() and not _alive(int(parts[1])):
+                path.unlink(missing_ok=True)
+                removed.append(path)
+        return removed
+
     def writable(self) -> bool:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -59,6 +78,16 @@ class LocalStorage:
             return True
         except OSError:
             return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but another user's
+        return True
+    return True
 
 
 def get_storage(settings) -> LocalStorage:

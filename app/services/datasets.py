@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,10 +39,11 @@ class Validated:
     dim_out: int | None
 
 
-def stream_to_temp(source: IO[bytes], directory: Path, limit: int) -> tuple[Path, int, str]:
-    """Copy the upload to a temp file in chunks; stop at the size limit. Returns (path, bytes, sha256)."""
-    fd, name = tempfile.mkstemp(dir=directory, prefix="upload-")
-    path, size, digest = Path(name), 0, hashlib.sha256()
+def stream_to_temp(source: IO[bytes], storage: LocalStorage, limit: int) -> tuple[Path, int, str]:
+    """Copy the upload to a temp file in chunks; stop at the size limit. Returns (path, bytes, sha256).
+    If the API dies meanwhile, its next start removes the file (LocalStorage.remove_abandoned_temp_files)."""
+    fd, path = storage.new_temp_file("upload")
+    size, digest = 0, hashlib.sha256()
     try:
         with os.fdopen(fd, "wb") as out:
             while chunk := source.read(CHUNK):
@@ -154,7 +154,7 @@ def create_dataset(session: Session, settings: Settings, storage: LocalStorage, 
     filename = Path(check_text(filename, "file")).name[-300:] or "upload"
     meta = parse_metadata(metadata)
     teacher = check_teacher(kind, teacher)
-    tmp, size, sha = stream_to_temp(source, storage.temp_dir(), settings.max_upload_bytes)
+    tmp, size, sha = stream_to_temp(source, storage, settings.max_upload_bytes)
     stored_key = None
     try:
         if size == 0:

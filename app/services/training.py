@@ -290,6 +290,10 @@ def register(settings: Settings, job_id: str, attempt: int, result, artifact_key
                 job.epoch = max(job.epoch, result.train_result.epochs_run)
                 add_event(session, job_id, f"succeeded: model {version.model_name} version {version.version}",
                           data={"model_version_id": version.id, "version": version.version})
+                if settings.test_hook_pause_before_register_commit:
+                    session.flush()
+                    log.warning("test hook: %s pausing before the registration commit", job_id)
+                    time.sleep(settings.test_hook_pause_before_register_commit)
             return
         except IntegrityError:
             continue
