@@ -46,9 +46,25 @@ class DatasetOut(BaseModel):
 
 # ---- training jobs --------------------------------------------------------------------------
 
+# The settings a job may give, named in the published schema. Kept in step with cube.config's
+# TrainConfig and CubeConfig by a test (importing cube here would load torch in every API process).
+HYPERPARAMETERS_DOC = (
+    "Training settings, each a value or \"auto\" (the default): n_epochs, batch_size, learning_rate, "
+    "weight_decay, loss (infonce|triplet|cosine|mse), temperature, grad_clip, early_stopping_patience, "
+    "monitor (mrr|recall_at_10|loss), seed, device, amp, warmup_steps; learning methods (docs/learning.md): "
+    "triplet_margin, hard_negatives, negative_max_cosine."
+)
+CUBE_ARCHITECTURE_DOC = (
+    "`kind` plus the architecture's own fields. Cube: grid, channels, steps, neighbourhood (6|26), "
+    "boundary (zero|periodic), perception (learned|fixed), cell (mlp|gated), hidden, fire_rate, "
+    "global_channel, read_in (linear|reshape), read_out (volume|face), skip (linear|identity|none). "
+    "mlp: hidden. d_in and d_out come from the dataset."
+)
+
+
 class Architecture(BaseModel):
     """`kind` plus the architecture's own fields (for the cube: grid, channels, steps, ...)."""
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra={"description": CUBE_ARCHITECTURE_DOC})
     kind: Literal["cube", "linear", "mlp"] = "cube"
 
     @model_validator(mode="after")
@@ -69,7 +85,7 @@ class TrainingJobCreate(BaseModel):
     dataset_id: str
     mode: Literal["dialogue", "autoencoder", "translation"] = "dialogue"
     architecture: Architecture = Field(default_factory=Architecture)
-    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    hyperparameters: dict[str, Any] = Field(default_factory=dict, description=HYPERPARAMETERS_DOC)
     validation: Validation = Field(default_factory=Validation)
     seed: int = Field(0, ge=0, lt=2**31)
     model: str | None = Field(None, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

@@ -48,6 +48,13 @@ def _positive(name: str, value: Any, *, allow_zero: bool = False) -> None:
         raise ConfigError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} number, got {value!r}")
 
 
+def _fraction(name: str, value: Any, *, low_open: bool = True) -> None:
+    """A number in (0, 1] (or [0, 1] when low_open is False)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value > 1 or value < 0 or (low_open and value == 0):
+        raise ConfigError(f"{name} must be in {'(0' if low_open else '[0'}, 1], got {value!r}")
+
+
 @dataclass
 class CubeConfig:
     """The neural cellular automaton on a 3D grid (see README, "The cube")."""
@@ -114,8 +121,11 @@ class TrainConfig:
     batch_size: int = 256
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
-    loss: Literal["infonce", "cosine", "mse"] = "infonce"
+    loss: Literal["infonce", "triplet", "cosine", "mse"] = "infonce"
     temperature: float = 0.05             # InfoNCE softmax temperature
+    triplet_margin: float = 0.2           # triplet: cos(pred, target) must beat cos(pred, negative) by this
+    hard_negatives: int = 0               # k negatives per pair mined each epoch among the training targets; 0 = off
+    negative_max_cosine: float = 0.95     # false-negative guard: never mine a target this close to the pair's own
     grad_clip: float = 1.0                # max global gradient norm; 0 disables
     early_stopping_patience: int = 5      # epochs without validation improvement; 0 disables
     monitor: Literal["mrr", "recall_at_10", "loss"] = "mrr"
@@ -135,7 +145,12 @@ class TrainConfig:
         _count("warmup_steps", self.warmup_steps, 0, 10_000_000)
         if not isinstance(self.amp, bool):
             raise ConfigError(f"amp must be true or false, got {self.amp!r}")
-        _choice("loss", self.loss, ("infonce", "cosine", "mse"))
+        _choice("loss", self.loss, ("infonce", "triplet", "cosine", "mse"))
+        _positive("triplet_margin", self.triplet_margin, allow_zero=True)
+        _count("hard_negatives", self.hard_negatives, 0, 4096)
+        if self.hard_negatives and self.loss not in ("infonce", "triplet"):
+            raise ConfigError(f"hard_negatives needs loss 'infonce' or 'triplet', got {self.loss!r}")
+        _fraction("negative_max_cosine", self.negative_max_cosine)
         _choice("monitor", self.monitor, ("mrr", "recall_at_10", "loss"))
         _count("seed", self.seed, 0, 2**31 - 1)
         if not (self.device in ("auto", "cpu") or str(self.device).startswith("cuda")):

@@ -18,10 +18,11 @@ import torch
 from torch import nn
 
 from cube.checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
-from cube.config import TrainConfig
+from cube.config import ConfigError, TrainConfig
 from cube.errors import CheckpointMismatch, TrainingDiverged
 from cube.losses import make_loss
 from cube.metrics import retrieval_metrics
+from cube.negatives import HardNegativeSampler
 
 
 class StopTraining(Exception):
@@ -95,6 +96,14 @@ def predict(model: nn.Module, x: np.ndarray | torch.Tensor, batch_size: int = 10
     return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
 
 
+def _negative_sampler(x_tr: torch.Tensor, y_tr: torch.Tensor, cfg: TrainConfig, device) -> HardNegativeSampler | None:
+    if not cfg.hard_negatives:
+        return None
+    if cfg.hard_negatives >= len(y_tr):
+        raise ConfigError(f"hard_negatives={cfg.hard_negatives} needs more training pairs than that; got {len(y_tr)}")
+    return HardNegativeSampler(x_tr, y_tr, cfg.hard_negatives, cfg.negative_max_cosine, device)
+
+
 def _score(val: dict[str, float], monitor: str) -> float:
     return -val["loss"] if monitor == "loss" else val[monitor]
 
@@ -122,7 +131,8 @@ def fit(
     x_tr = torch.as_tensor(np.asarray(train[0], dtype=np.float32))
     y_tr = torch.as_tensor(np.asarray(train[1], dtype=np.float32))
     x_va, y_va = np.asarray(val[0], dtype=np.float32), np.asarray(val[1], dtype=np.float32)
-    loss_fn = make_loss(cfg.loss, cfg.temperature)
+    loss_fn = make_loss(cfg.loss, cfg.temperature, cfg.triplet_margin)
+    sampler = _negative_sampler(x_tr, y_tr, cfg, device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(x_tr) / cfg.batch_size)
     total_steps = cfg.n_epochs * steps_per_epoch
@@ -150,12 +160,15 @@ def fit(
         t0 = time.perf_counter()
         model.train()
         total, count = 0.0, 0
+        # Mined from the model as it starts the epoch, so a resumed run mines the same negatives.
+        mined = sampler.mine(predict(model, x_tr, device=device)) if sampler else None
         for idx in _batches(len(x_tr), cfg.batch_size, cfg.seed, state.epoch):
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(state.step, total_steps, cfg)
             xb, yb = x_tr[idx].to(device, non_blocking=True), y_tr[idx].to(device, non_blocking=True)
+            negatives = None if mined is None else y_tr[mined[idx]].to(device, non_blocking=True)  # (B, k, D)
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=autocast):
-                loss = loss_fn(model(xb), yb)
+                loss = loss_fn(model(xb), yb, negatives)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:
