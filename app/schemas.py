@@ -52,7 +52,8 @@ HYPERPARAMETERS_DOC = (
     "Training settings, each a value or \"auto\" (the default): n_epochs, batch_size, learning_rate, "
     "weight_decay, loss (infonce|triplet|cosine|mse), temperature, grad_clip, early_stopping_patience, "
     "monitor (mrr|recall_at_10|loss), seed, device, amp, warmup_steps; learning methods (docs/learning.md): "
-    "triplet_margin, hard_negatives, negative_max_cosine."
+    "triplet_margin, hard_negatives, negative_max_cosine, curriculum (none|linear), curriculum_start, "
+    "curriculum_epochs."
 )
 CUBE_ARCHITECTURE_DOC = (
     "`kind` plus the architecture's own fields. Cube: grid, channels, steps, neighbourhood (6|26), "

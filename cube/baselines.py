@@ -103,11 +103,12 @@ class TrainedBaseline:
     def __post_init__(self):
         self.name = self.name or self.arch
 
-    def fit(self, train: Pairs, val: Pairs) -> "TrainedBaseline":
+    def fit(self, train: Pairs, val: Pairs, difficulty: np.ndarray | None = None) -> "TrainedBaseline":
+        """`difficulty`: per training pair, for a curriculum (see cube/curriculum.py)."""
         torch.manual_seed(self.train_cfg.seed)
         cfg = {"d_in": train[0].shape[1], "d_out": train[1].shape[1], **self.model_config}
         self.model = build_model(self.arch, cfg)
-        self.result = fit(self.model, train, val, self.train_cfg)
+        self.result = fit(self.model, train, val, self.train_cfg, difficulty=difficulty)
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:

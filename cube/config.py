@@ -126,6 +126,9 @@ class TrainConfig:
     triplet_margin: float = 0.2           # triplet: cos(pred, target) must beat cos(pred, negative) by this
     hard_negatives: int = 0               # k negatives per pair mined each epoch among the training targets; 0 = off
     negative_max_cosine: float = 0.95     # false-negative guard: never mine a target this close to the pair's own
+    curriculum: Literal["none", "linear"] = "none"  # linear: epochs draw from the easiest pairs, a growing share
+    curriculum_start: float = 0.25        # share of the (easiest) pairs the first epoch draws from
+    curriculum_epochs: int = 5            # epoch from which every pair is drawn
     grad_clip: float = 1.0                # max global gradient norm; 0 disables
     early_stopping_patience: int = 5      # epochs without validation improvement; 0 disables
     monitor: Literal["mrr", "recall_at_10", "loss"] = "mrr"
@@ -151,6 +154,9 @@ class TrainConfig:
         if self.hard_negatives and self.loss not in ("infonce", "triplet"):
             raise ConfigError(f"hard_negatives needs loss 'infonce' or 'triplet', got {self.loss!r}")
         _fraction("negative_max_cosine", self.negative_max_cosine)
+        _choice("curriculum", self.curriculum, ("none", "linear"))
+        _fraction("curriculum_start", self.curriculum_start)
+        _count("curriculum_epochs", self.curriculum_epochs, 1, 10_000)
         _choice("monitor", self.monitor, ("mrr", "recall_at_10", "loss"))
         _count("seed", self.seed, 0, 2**31 - 1)
         if not (self.device in ("auto", "cpu") or str(self.device).startswith("cuda")):

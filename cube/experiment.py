@@ -56,7 +56,10 @@ def summarise(runs: list[dict[str, float]]) -> tuple[dict[str, float], dict[str,
 def fingerprint(data: PairData, run: RunConfig, model_config: dict[str, Any]) -> str:
     """Names a run by its settings and data, so a checkpoint is only resumed by the run that wrote it."""
     h = hashlib.sha256(json.dumps([run.arch, model_config, run.train.to_dict(), run.split.to_dict()], sort_keys=True).encode())
-    for a in (data.input, data.target):
+    arrays = [data.input, data.target]
+    if run.train.curriculum != "none" and data.difficulty is not None:  # it orders the batches
+        arrays.append(data.difficulty)
+    for a in arrays:
         h.update(np.ascontiguousarray(a).tobytes())
     return h.hexdigest()[:16]
 
@@ -103,7 +106,7 @@ def run_experiment(
         model = build_model(run.arch, model_config)
         log(f"training {run.arch} (seed {cfg.seed}): {parameter_count(model):,} parameters")
         result = fit(model, train, val, cfg, callbacks=callbacks if i == 0 else (),
-                     checkpoint_dir=checkpoint_dir if i == 0 else None, fingerprint=run_id)
+                     checkpoint_dir=checkpoint_dir if i == 0 else None, fingerprint=run_id, difficulty=tr.difficulty)
         if result.cancelled or should_stop():
             raise ExperimentCancelled(result.epochs_run)
         results.setdefault(run.arch, []).append(judge(predict(model, te.input)))
@@ -129,7 +132,7 @@ def run_experiment(
                 raise ExperimentCancelled(main_result.epochs_run)
             cfg = replace(run.train, seed=run.train.seed + i)
             log(f"training baseline {arch} (seed {cfg.seed})")
-            baseline = TrainedBaseline(arch, cfg, extra).fit(train, val)
+            baseline = TrainedBaseline(arch, cfg, extra).fit(train, val, difficulty=tr.difficulty)
             results.setdefault(arch, []).append(judge(baseline.predict(te.input)))
         info[arch] = {"parameters": parameter_count(baseline.model), **extra, "best_epoch": baseline.result.best_epoch}
 

@@ -19,6 +19,7 @@ from torch import nn
 
 from cube.checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
 from cube.config import ConfigError, TrainConfig
+from cube.curriculum import Curriculum, pair_difficulty
 from cube.errors import CheckpointMismatch, TrainingDiverged
 from cube.losses import make_loss
 from cube.metrics import retrieval_metrics
@@ -76,11 +77,12 @@ def lr_at(step: int, total_steps: int, cfg: TrainConfig) -> float:
     return cfg.learning_rate * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def _batches(n: int, batch_size: int, seed: int, epoch: int) -> Iterable[torch.Tensor]:
+def _batches(n: int, batch_size: int, seed: int, epoch: int, pool: np.ndarray | None = None) -> Iterable[torch.Tensor]:
+    """Shuffled batches of the n training pairs, or of the pairs in `pool` (a curriculum's)."""
     # The shuffle depends only on (seed, epoch): a resumed run sees the same batches.
     gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    perm = torch.randperm(n, generator=gen)
-    for start in range(0, n, batch_size):
+    perm = torch.randperm(n, generator=gen) if pool is None else torch.as_tensor(pool)[torch.randperm(len(pool), generator=gen)]
+    for start in range(0, len(perm), batch_size):
         yield perm[start : start + batch_size]
 
 
@@ -119,8 +121,12 @@ def fit(
     resume: bool = True,
     step_every: int = 25,
     fingerprint: str = "",
+    difficulty: np.ndarray | None = None,
 ) -> TrainResult:
     """Train `model` in place; on return it holds the best validation epoch's weights.
+
+    `difficulty` (one number per training pair, higher = harder) orders a curriculum; without it a
+    curriculum computes one from the pairs (see cube/curriculum.py).
 
     `fingerprint` names the run (config and data); a checkpoint written under another fingerprint is
     refused rather than silently resumed."""
@@ -134,8 +140,9 @@ def fit(
     loss_fn = make_loss(cfg.loss, cfg.temperature, cfg.triplet_margin)
     sampler = _negative_sampler(x_tr, y_tr, cfg, device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(x_tr) / cfg.batch_size)
-    total_steps = cfg.n_epochs * steps_per_epoch
+    curriculum = Curriculum(pair_difficulty(train[0], train[1], difficulty), cfg) if cfg.curriculum != "none" else None
+    pool_size = (lambda e: curriculum.size(e)) if curriculum else (lambda e: len(x_tr))
+    total_steps = sum(math.ceil(pool_size(e) / cfg.batch_size) for e in range(cfg.n_epochs))
     autocast = device.type == "cuda" and cfg.amp
 
     state = TrainState(fingerprint=fingerprint)
@@ -162,7 +169,8 @@ def fit(
         total, count = 0.0, 0
         # Mined from the model as it starts the epoch, so a resumed run mines the same negatives.
         mined = sampler.mine(predict(model, x_tr, device=device)) if sampler else None
-        for idx in _batches(len(x_tr), cfg.batch_size, cfg.seed, state.epoch):
+        pool = curriculum.pairs(state.epoch) if curriculum else None
+        for idx in _batches(len(x_tr), cfg.batch_size, cfg.seed, state.epoch, pool):
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(state.step, total_steps, cfg)
             xb, yb = x_tr[idx].to(device, non_blocking=True), y_tr[idx].to(device, non_blocking=True)
