@@ -53,12 +53,14 @@ HYPERPARAMETERS_DOC = (
     "weight_decay, loss (infonce|triplet|cosine|mse), temperature, grad_clip, early_stopping_patience, "
     "monitor (mrr|recall_at_10|loss), seed, device, amp, warmup_steps; learning methods (docs/learning.md): "
     "triplet_margin, hard_negatives, negative_max_cosine, curriculum (none|linear), curriculum_start, "
-    "curriculum_epochs."
+    "curriculum_epochs, input_noise, spread_penalty (collapse guard)."
 )
 CUBE_ARCHITECTURE_DOC = (
     "`kind` plus the architecture's own fields. Cube: grid, channels, steps, neighbourhood (6|26), "
     "boundary (zero|periodic), perception (learned|fixed), cell (mlp|gated), hidden, fire_rate, "
-    "global_channel, read_in (linear|reshape), read_out (volume|face), skip (linear|identity|none). "
+    "global_channel, read_in (linear|lowrank|reshape), read_in_rank, read_out (volume|face), "
+    "skip (linear|identity|none); regularisers (docs/learning.md): dropout, steps_jitter, state_penalty, "
+    "io_weight_decay. "
     "mlp: hidden. d_in and d_out come from the dataset."
 )
 

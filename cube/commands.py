@@ -166,7 +166,7 @@ def load_training_data(path: str, args: argparse.Namespace):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from cube.experiment import run_experiment
-    from cube.report import text_table
+    from cube.report import collapse_warnings, text_table
 
     run = build_run_config(args.arch, args.config, args.set or [])
     data = load_training_data(args.data, args)
@@ -174,6 +174,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = run_experiment(data, run, out, seeds=args.seeds, callbacks=[ProgressBar()],
                             checkpoint_dir=out / "checkpoints", log=lambda m: print(m, file=sys.stderr))
     print(text_table(result.report))
+    for line in collapse_warnings(result.report):
+        print(line)
     print(f"\nmodel: {out / 'model'}\nreport: {out / 'report.json'} ({out / 'report.md'}, {out / 'training.png'})")
     return 0
 

@@ -71,9 +71,15 @@ class CubeConfig:
     hidden: int = 32                      # hidden width of the per-cell network
     fire_rate: float = 0.5                # chance a cell updates at a step, in training
     global_channel: bool = True           # feed the mean state of all cells back to every cell
-    read_in: Literal["linear", "reshape"] = "linear"
+    read_in: Literal["linear", "lowrank", "reshape"] = "linear"  # lowrank: D_in -> read_in_rank -> cells
+    read_in_rank: int = 32                # rank of the low-rank read-in
     read_out: Literal["volume", "face"] = "volume"
     skip: Literal["linear", "identity", "none"] = "linear"
+    # Regularisers (training only; see docs/learning.md). All off by default.
+    dropout: float = 0.0                  # dropout on the read-in's output and the read-out's input
+    steps_jitter: int = 0                 # training batches run steps +- up to this many steps
+    state_penalty: float = 0.0            # weight of the penalty on cell states outside [-1, 1]
+    io_weight_decay: float | None = None  # weight decay of read-in and read-out; None: the training weight_decay
 
     @property
     def n_cells(self) -> int:
@@ -92,7 +98,15 @@ class CubeConfig:
         _choice("boundary", self.boundary, ("zero", "periodic"))
         _choice("perception", self.perception, ("learned", "fixed"))
         _choice("cell", self.cell, ("mlp", "gated"))
-        _choice("read_in", self.read_in, ("linear", "reshape"))
+        _choice("read_in", self.read_in, ("linear", "lowrank", "reshape"))
+        _count("read_in_rank", self.read_in_rank, 1, 1 << 16)
+        ok = isinstance(self.dropout, (int, float)) and not isinstance(self.dropout, bool) and 0.0 <= self.dropout < 1.0
+        if not ok:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        _count("steps_jitter", self.steps_jitter, 0, self.steps)
+        _positive("state_penalty", self.state_penalty, allow_zero=True)
+        if self.io_weight_decay is not None:
+            _positive("io_weight_decay", self.io_weight_decay, allow_zero=True)
         _choice("read_out", self.read_out, ("volume", "face"))
         _choice("skip", self.skip, ("linear", "identity", "none"))
         if isinstance(self.fire_rate, bool) or not isinstance(self.fire_rate, (int, float)) or not 0.0 < self.fire_rate <= 1.0:
@@ -129,6 +143,8 @@ class TrainConfig:
     curriculum: Literal["none", "linear"] = "none"  # linear: epochs draw from the easiest pairs, a growing share
     curriculum_start: float = 0.25        # share of the (easiest) pairs the first epoch draws from
     curriculum_epochs: int = 5            # epoch from which every pair is drawn
+    input_noise: float = 0.0              # Gaussian noise on training inputs, of about this norm (unit inputs)
+    spread_penalty: float = 0.0           # collapse guard: weight of the per-dimension spread hinge
     grad_clip: float = 1.0                # max global gradient norm; 0 disables
     early_stopping_patience: int = 5      # epochs without validation improvement; 0 disables
     monitor: Literal["mrr", "recall_at_10", "loss"] = "mrr"
@@ -157,6 +173,8 @@ class TrainConfig:
         _choice("curriculum", self.curriculum, ("none", "linear"))
         _fraction("curriculum_start", self.curriculum_start)
         _count("curriculum_epochs", self.curriculum_epochs, 1, 10_000)
+        _positive("input_noise", self.input_noise, allow_zero=True)
+        _positive("spread_penalty", self.spread_penalty, allow_zero=True)
         _choice("monitor", self.monitor, ("mrr", "recall_at_10", "loss"))
         _count("seed", self.seed, 0, 2**31 - 1)
         if not (self.device in ("auto", "cpu") or str(self.device).startswith("cuda")):

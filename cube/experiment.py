@@ -19,7 +19,7 @@ import torch
 from cube.artifacts import save_model, write_json_atomic
 from cube.baselines import Identity, MeanTarget, Procrustes, Ridge, TrainedBaseline
 from cube.config import ConfigError, RunConfig
-from cube.metrics import evaluate_predictions
+from cube.metrics import COLLAPSE_SPREAD, collapsed, evaluate_predictions
 from cube.models import build_model, flops_per_sample, mlp_hidden_for_params, parameter_count
 from cube.pairs import PairData, split_pairs
 from cube.report import write_markdown, write_plot
@@ -147,6 +147,7 @@ def run_experiment(
         "seeds": seeds,
         "methods": methods,
         "intervals": intervals,
+        "collapse_alarm": {"threshold": COLLAPSE_SPREAD, "methods": collapsed(methods)},
         "info": info,
         "model": {"arch": run.arch, "config": model_config},
         "train": run.train.to_dict(),

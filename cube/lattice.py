@@ -132,8 +132,18 @@ class CubeModel(nn.Module):
             # Teacher embeddings are unit-norm, so unit-variance weights give O(1) cell states.
             nn.init.normal_(self.read_in.weight, std=1.0)
             nn.init.zeros_(self.read_in.bias)
+        elif cfg.read_in == "lowrank":
+            # D_in -> r -> cells: far fewer parameters than the full map (where most of them sit).
+            # Scaled so the cell states start O(1) like the full read-in's.
+            r = cfg.read_in_rank
+            self.read_in = nn.Sequential(nn.Linear(cfg.d_in, r, bias=False), nn.Linear(r, X * Y * Z * C))
+            nn.init.normal_(self.read_in[0].weight, std=1.0)
+            nn.init.normal_(self.read_in[1].weight, std=1.0 / r**0.5)
+            nn.init.zeros_(self.read_in[1].bias)
         else:
             self.read_in = None
+        self.dropout = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else None
+        self._penalty: torch.Tensor | None = None
         self.cell_rule = CellRule(cfg)
         n_read = X * Y * C if cfg.read_out == "face" else X * Y * Z * C
         self.read_out = nn.Linear(n_read, cfg.d_out)
@@ -170,9 +180,28 @@ class CubeModel(nn.Module):
 
     def run(self, s0: torch.Tensor, steps: int | None = None) -> torch.Tensor:
         s = s0
-        for _ in range(self.cfg.steps if steps is None else steps):
+        steps = self.cfg.steps if steps is None else steps
+        track = self.training and self.cfg.state_penalty > 0
+        overflow = s0.new_zeros(())
+        for _ in range(steps):
             s = self.step(s)
+            if track:  # NCA stabiliser: states should stay in [-1, 1]
+                overflow = overflow + F.relu(s.abs() - 1.0).pow(2).mean()
+        self._penalty = self.cfg.state_penalty * overflow / max(1, steps) if track else None
         return s
+
+    def penalty(self) -> torch.Tensor | None:
+        """The regularisation term of the last training forward pass (the state penalty), or None.
+        The trainer adds it to the loss."""
+        return self._penalty
+
+    def training_steps(self) -> int:
+        """Steps for one training batch: `steps`, or with `steps_jitter` a uniform draw from
+        steps +- steps_jitter (from torch's global generator, so a seeded run repeats it)."""
+        j = self.cfg.steps_jitter
+        if not (self.training and j):
+            return self.cfg.steps
+        return self.cfg.steps + int(torch.randint(-j, j + 1, (1,)))
 
     def skip_path(self, x: torch.Tensor) -> torch.Tensor:
         if self.skip is not None:
@@ -183,11 +212,24 @@ class CubeModel(nn.Module):
 
     def forward(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
         s0 = self.embed(x)
-        delta = self.run(s0, steps) - s0  # (B, C, X, Y, Z): what the automaton changed
+        if self.dropout is not None:
+            s0 = self.dropout(s0)
+        delta = self.run(s0, self.training_steps() if steps is None else steps) - s0  # what the automaton changed
         if self.cfg.read_out == "face":
             delta = delta[..., -1]  # the output face z = Z-1: (B, C, X, Y)
         flat = delta.movedim(1, -1).reshape(x.shape[0], -1)  # cells-major, channels last
+        if self.dropout is not None:
+            flat = self.dropout(flat)
         return self.skip_path(x) + self.read_out(flat)
+
+    def param_groups(self, weight_decay: float) -> list[dict]:
+        """Optimizer parameter groups: read-in and read-out get `io_weight_decay` when it is set."""
+        if self.cfg.io_weight_decay is None:
+            return [{"params": list(self.parameters()), "weight_decay": weight_decay}]
+        io = [p for m in (self.read_in, self.read_out) if m is not None for p in m.parameters()]
+        io_ids = {id(p) for p in io}
+        rest = [p for p in self.parameters() if id(p) not in io_ids]
+        return [{"params": rest, "weight_decay": weight_decay}, {"params": io, "weight_decay": self.cfg.io_weight_decay}]
 
     # -- reporting ---------------------------------------------------------------------------
     def parameter_count(self) -> int:
@@ -199,8 +241,10 @@ class CubeModel(nn.Module):
         N, C, width = cfg.n_cells, cfg.channels, self.cell_rule.width
         per_cell = self.cell_rule.perceive.macs_per_cell(C, width) + cfg.hidden * C
         macs = cfg.steps * (N * per_cell + (C * width if cfg.global_channel else 0))
-        if self.read_in is not None:
+        if cfg.read_in == "linear":
             macs += cfg.d_in * N * C
+        elif cfg.read_in == "lowrank":
+            macs += cfg.read_in_rank * (cfg.d_in + N * C)
         macs += self.read_out.in_features * cfg.d_out
         if self.skip is not None:
             macs += cfg.d_in * cfg.d_out

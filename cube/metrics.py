@@ -56,3 +56,13 @@ def evaluate_predictions(pred, target, train_target_mean) -> dict[str, float]:
     target_spread = _unit(t).std(dim=0).mean()
     out["output_spread"] = float(pred_spread / target_spread) if target_spread > 0 else 0.0
     return out
+
+
+# Collapse alarm: a method whose output spread is below this share of the targets' is flagged in the
+# report. The mean-target baseline is a constant (spread 0) by construction and is never flagged.
+COLLAPSE_SPREAD = 0.5
+
+
+def collapsed(methods: dict[str, dict[str, float]]) -> list[str]:
+    """Names of the methods whose output spread fell below COLLAPSE_SPREAD x the targets'."""
+    return sorted(name for name, m in methods.items() if name != "mean" and m.get("output_spread", 1.0) < COLLAPSE_SPREAD)

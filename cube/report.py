@@ -37,6 +37,14 @@ def text_table(report: dict[str, Any]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
 
 
+def collapse_warnings(report: dict[str, Any]) -> list[str]:
+    """One line per method whose predictions crowd together (output spread well below the targets')."""
+    alarm = report.get("collapse_alarm") or {}
+    return [f"Collapse alarm: {name}'s output spread is {report['methods'][name]['output_spread']:.2f} of the "
+            f"targets' (below {alarm['threshold']}): its predictions crowd together, so retrieval suffers."
+            for name in alarm.get("methods", [])]
+
+
 def write_markdown(report: dict[str, Any], path: str | Path) -> None:
     n = report["n"]
     seeds = report.get("seeds", 1)
@@ -49,7 +57,8 @@ def write_markdown(report: dict[str, Any], path: str | Path) -> None:
             f"\nThe constant predictor (the mean training target) scores a mean cosine of {constant:.3f}; "
             "a method's mean cosine is informative only above it. Spread: per-dimension spread of the "
             "predictions relative to the targets' (near 0 = collapsed).\n")
-    Path(path).write_text(head + markdown_table(report) + "\n" + foot)
+    alarms = "".join(f"\n**{line}**\n" for line in collapse_warnings(report))
+    Path(path).write_text(head + markdown_table(report) + "\n" + foot + alarms)
 
 
 def write_plot(history: list[dict[str, Any]], path: str | Path, title: str = "") -> None:

@@ -1,8 +1,11 @@
 """The training loop: AdamW, warm-up + cosine schedule, gradient clipping, early stopping on the
 validation split, a checkpoint each epoch, exact resume, and callbacks.
 
-The trainer knows nothing about the model beyond `model(x) -> y`. It reports through callbacks:
-`on_epoch_end(EpochReport)` after every epoch (the service persists progress and metrics there, and
+The trainer knows nothing about the model beyond `model(x) -> y` and two optional hooks: a model
+may define `param_groups(weight_decay)` (optimizer groups with their own weight decay) and
+`penalty()` (a regularisation term of its last training forward, added to the loss).
+
+It reports through callbacks: `on_epoch_end(EpochReport)` after every epoch (the service persists progress and metrics there, and
 raises `StopTraining` to honour a cancel request) and `on_step(step, total_steps)` every few steps.
 """
 from __future__ import annotations
@@ -21,7 +24,7 @@ from cube.checkpoint import TrainState, latest_checkpoint, load_checkpoint, save
 from cube.config import ConfigError, TrainConfig
 from cube.curriculum import Curriculum, pair_difficulty
 from cube.errors import CheckpointMismatch, TrainingDiverged
-from cube.losses import make_loss
+from cube.losses import make_loss, spread_penalty
 from cube.metrics import retrieval_metrics
 from cube.negatives import HardNegativeSampler
 
@@ -139,7 +142,9 @@ def fit(
     x_va, y_va = np.asarray(val[0], dtype=np.float32), np.asarray(val[1], dtype=np.float32)
     loss_fn = make_loss(cfg.loss, cfg.temperature, cfg.triplet_margin)
     sampler = _negative_sampler(x_tr, y_tr, cfg, device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    # A model may give its parameters per-group weight decay (the cube's io_weight_decay).
+    params = model.param_groups(cfg.weight_decay) if hasattr(model, "param_groups") else model.parameters()
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     curriculum = Curriculum(pair_difficulty(train[0], train[1], difficulty), cfg) if cfg.curriculum != "none" else None
     pool_size = (lambda e: curriculum.size(e)) if curriculum else (lambda e: len(x_tr))
     total_steps = sum(math.ceil(pool_size(e) / cfg.batch_size) for e in range(cfg.n_epochs))
@@ -175,8 +180,16 @@ def fit(
                 group["lr"] = lr_at(state.step, total_steps, cfg)
             xb, yb = x_tr[idx].to(device, non_blocking=True), y_tr[idx].to(device, non_blocking=True)
             negatives = None if mined is None else y_tr[mined[idx]].to(device, non_blocking=True)  # (B, k, D)
+            if cfg.input_noise:  # std input_noise / sqrt(D): a noise vector of about that norm
+                xb = xb + torch.randn_like(xb) * (cfg.input_noise / xb.shape[1] ** 0.5)
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=autocast):
-                loss = loss_fn(model(xb), yb, negatives)
+                pred = model(xb)
+                loss = loss_fn(pred, yb, negatives)
+                if cfg.spread_penalty:
+                    loss = loss + cfg.spread_penalty * spread_penalty(pred, yb)
+                penalty = model.penalty() if hasattr(model, "penalty") else None
+                if penalty is not None:
+                    loss = loss + penalty
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:
