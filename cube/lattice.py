@@ -16,6 +16,11 @@ exactly a 3D convolution from C to `hidden` channels, which oneDNN/cuDNN run at 
 matmul speed (see bench/RESULTS.md); a gathered-neighbourhood matmul spent most of its time copying.
 The state lives in channels_last_3d memory, so read-in and read-out are views, not copies. No Python
 loop runs over cells or samples: only over the T steps, which are sequential by definition.
+
+Training-only regularisers (docs/learning.md), all off by default: dropout on the initial states and
+on the read-out's input, a random step count per batch (`steps_jitter`), and a penalty on states
+outside [-1, 1] that the trainer collects through `penalty()`. A low-rank read-in (`read_in="lowrank"`)
+shrinks the largest block of parameters.
 """
 from __future__ import annotations
 
