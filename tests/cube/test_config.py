@@ -52,3 +52,27 @@ def test_non_finite_huge_or_mistyped_training_values_are_refused(overrides):
 def test_mistyped_cube_values_are_refused(overrides):
     with pytest.raises(ConfigError):
         CubeConfig(**overrides).validate()
+
+
+@pytest.mark.parametrize("overrides", [
+    {"dropout": 1.0}, {"dropout": -0.1}, {"read_in": "sparse"}, {"read_in_rank": 0}, {"state_penalty": -1.0},
+    {"io_weight_decay": -1.0}, {"io_weight_decay": "high"}, {"steps_jitter": True},
+])
+def test_bad_regulariser_settings_are_refused(overrides):
+    with pytest.raises(ConfigError):
+        CubeConfig(**overrides).validate()
+
+
+@pytest.mark.parametrize("overrides", [
+    {"triplet_margin": -0.1}, {"hard_negatives": -1}, {"negative_max_cosine": 0.0}, {"negative_max_cosine": 1.5},
+    {"input_noise": float("nan")}, {"spread_penalty": -1.0}, {"hard_negatives": 4, "loss": "cosine"},
+])
+def test_bad_learning_method_settings_are_refused(overrides):
+    with pytest.raises(ConfigError):
+        TrainConfig(**overrides).validate()
+
+
+def test_learning_methods_are_off_by_default():
+    t, c = TrainConfig(), CubeConfig()
+    assert (t.loss, t.hard_negatives, t.curriculum, t.input_noise, t.spread_penalty) == ("infonce", 0, "none", 0.0, 0.0)
+    assert (c.read_in, c.dropout, c.steps_jitter, c.state_penalty, c.io_weight_decay) == ("linear", 0.0, 0, 0.0, None)
