@@ -46,6 +46,7 @@ class Dataset(Base):
     pairs_key: Mapped[str | None] = mapped_column(String(300))    # embedding pairs the trainer reads
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
     created_at: Mapped[float] = mapped_column(Float, default=now)
+    owner_key_id: Mapped[str | None] = mapped_column(String(40), index=True)  # the API key that uploaded it
 
 
 class TrainingJob(Base):
@@ -78,6 +79,7 @@ class TrainingJob(Base):
     model_version_id: Mapped[str | None] = mapped_column(String(40))
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
     created_at: Mapped[float] = mapped_column(Float, default=now)
+    owner_key_id: Mapped[str | None] = mapped_column(String(40), index=True)  # the API key that created it
 
 
 class JobEvent(Base):
@@ -123,6 +125,7 @@ class RegisteredModel(Base):
 
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
     created_at: Mapped[float] = mapped_column(Float, default=now)
+    owner_key_id: Mapped[str | None] = mapped_column(String(40), index=True)  # its first job's key; versions and aliases follow
 
 
 class ModelVersion(Base):
@@ -163,11 +166,13 @@ class IdempotencyKey(Base):
     __tablename__ = "idempotency_keys"
 
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
-    scope: Mapped[str] = mapped_column(String(100), primary_key=True)      # "POST /v1/training-jobs"
+    # The route and the caller's API key ("POST /v1/training-jobs key_..."): keys never share an
+    # Idempotency-Key, so one key's retry can never receive another key's response.
+    scope: Mapped[str] = mapped_column(String(100), primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(64))                   # sha256 of the request body
     status_code: Mapped[int | None] = mapped_column(Integer)               # None while the first request runs
     response: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    created_at: Mapped[float] = mapped_column(Float, default=now)
+    created_at: Mapped[float] = mapped_column(Float, default=now, index=True)  # expired rows are deleted
 
 
 class ApiKey(Base):

@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     # a compressed file may be small and still expand without bound.
     max_dataset_bytes: int = 1024 * 1024 * 1024
     max_request_bytes: int = 64 * 1024 * 1024   # any other request body (JSON): 413 above it
+    idempotency_ttl_seconds: float = 24 * 3600  # an Idempotency-Key is replayed for this long, then forgotten
     min_pairs: int = 20
     max_transform_vectors: int = 4096
     model_cache_size: int = 8

@@ -1,5 +1,5 @@
 """Dependencies shared by the routes: settings, a DB session, storage, the enqueuer, the model
-cache, and existence checks (`valid_job`, ...) so handlers never repeat a 404."""
+cache. The caller's resources (`DatasetDep`, `JobDep`) are in app/api/owners.py."""
 from __future__ import annotations
 
 from typing import Annotated, Any, Callable, Iterator
@@ -9,9 +9,7 @@ from sqlalchemy.orm import Session
 
 from app import queue
 from app.db import get_sessionmaker
-from app.models import Dataset, TrainingJob
 from app.safe_input import check_text
-from app.services import datasets, jobs
 from app.services.inference import ModelCache
 from app.settings import Settings
 from app.storage import LocalStorage
@@ -66,18 +64,6 @@ def get_model_cache(request: Request) -> ModelCache:
 
 
 ModelCacheDep = Annotated[ModelCache, Depends(get_model_cache)]
-
-
-def valid_dataset(dataset_id: str, session: SessionDep) -> Dataset:
-    return datasets.get_dataset(session, dataset_id)
-
-
-def valid_job(job_id: str, session: SessionDep) -> TrainingJob:
-    return jobs.get_job(session, job_id)
-
-
-DatasetDep = Annotated[Dataset, Depends(valid_dataset)]
-JobDep = Annotated[TrainingJob, Depends(valid_job)]
 
 
 def get_telemetry(request: Request) -> Telemetry:

@@ -7,7 +7,8 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
 
 from app.api.auth import TRAIN
-from app.api.deps import EnqueueDep, JobDep, SessionDep
+from app.api.deps import EnqueueDep, SessionDep, SettingsDep
+from app.api.owners import AccessDep, JobDep
 from app.schemas import CheckpointOut, EventOut, ListOf, MetricOut, TrainingJobCreate, TrainingJobOut
 from app.services import idempotency, jobs
 
@@ -16,19 +17,21 @@ Limit = Annotated[int, Query(ge=1, le=100)]
 
 
 @router.post("", status_code=202, response_model=TrainingJobOut)
-def create_job(body: TrainingJobCreate, session: SessionDep, enqueue: EnqueueDep,
+def create_job(body: TrainingJobCreate, session: SessionDep, settings: SettingsDep, enqueue: EnqueueDep, access: AccessDep,
                idempotency_key: Annotated[str | None, Header()] = None) -> JSONResponse:
     """Queue a training job (it runs on a worker; poll it for status and progress)."""
     status, out, replayed = idempotency.run_once(
         session, idempotency_key, "POST /v1/training-jobs", idempotency.fingerprint(body.model_dump_json()),
-        lambda: (202, TrainingJobOut.of(jobs.create_job(session, enqueue, body)).model_dump(mode="json")))
+        lambda: (202, TrainingJobOut.of(jobs.create_job(session, enqueue, body, access)).model_dump(mode="json")),
+        api_key_id=access.key_id, ttl_seconds=settings.idempotency_ttl_seconds)
     return JSONResponse(out, status_code=status, headers={"idempotent-replayed": "true"} if replayed else None)
 
 
 @router.get("", response_model=ListOf[TrainingJobOut])
-def list_jobs(session: SessionDep, after: str | None = None, limit: Limit = 20, status: str | None = None) -> ListOf[TrainingJobOut]:
-    """List jobs, newest first, optionally by status."""
-    rows, more = jobs.list_jobs(session, after, limit, status)
+def list_jobs(session: SessionDep, access: AccessDep, after: str | None = None, limit: Limit = 20,
+              status: str | None = None) -> ListOf[TrainingJobOut]:
+    """List the caller's jobs (an admin key: everyone's), newest first, optionally by status."""
+    rows, more = jobs.list_jobs(session, after, limit, status, access)
     return ListOf[TrainingJobOut](data=[TrainingJobOut.of(j) for j in rows], has_more=more)
 
 

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Path, Query
 
 from app.api.auth import TRAIN
 from app.api.deps import ModelCacheDep, SessionDep
+from app.api.owners import AccessDep
 from app.schemas import MAX_INT, AliasOut, AliasUpdate, ListOf, ModelOut, ModelVersionOut
 from app.services import registry
 
@@ -26,39 +27,41 @@ def model_out(session, name: str, created_at: float, with_versions: bool) -> Mod
 
 
 @router.get("", response_model=ListOf[ModelOut], response_model_exclude_none=True)
-def list_models(session: SessionDep, after: str | None = None,
+def list_models(session: SessionDep, access: AccessDep, after: str | None = None,
                 limit: Annotated[int, Query(ge=1, le=100)] = 20) -> ListOf[ModelOut]:
-    """List models by name."""
-    rows, more = registry.list_models(session, after, limit)
+    """List the caller's models (an admin key: everyone's) by name."""
+    rows, more = registry.list_models(session, after, limit, access)
     return ListOf[ModelOut](data=[model_out(session, m.name, m.created_at, False) for m in rows], has_more=more)
 
 
 @router.get("/{name}", response_model=ModelOut)
-def get_model(name: str, session: SessionDep) -> ModelOut:
+def get_model(name: str, session: SessionDep, access: AccessDep) -> ModelOut:
     """A model with all its versions and aliases."""
-    model = registry.get_model(session, name)
+    model = registry.get_model(session, name, access)
     return model_out(session, model.name, model.created_at, True)
 
 
 @router.get("/{name}/versions/{version}", response_model=ModelVersionOut)
-def get_version(name: str, version: Annotated[int, Path(ge=1, le=MAX_INT)], session: SessionDep) -> ModelVersionOut:
+def get_version(name: str, version: Annotated[int, Path(ge=1, le=MAX_INT)], session: SessionDep,
+                access: AccessDep) -> ModelVersionOut:
     """One version with its held-out evaluation (the cube beside every baseline)."""
-    row = registry.get_version(session, name, version)
+    row = registry.get_version(session, name, version, access)
     aliases = [a for a, vid in registry.aliases_of(session, name).items() if vid == row.id]
     return ModelVersionOut.of(row, aliases)
 
 
 @router.put("/{name}/aliases/{alias}", response_model=AliasOut)
-def set_alias(name: str, alias: str, body: AliasUpdate, session: SessionDep, cache: ModelCacheDep) -> AliasOut:
+def set_alias(name: str, alias: str, body: AliasUpdate, session: SessionDep, cache: ModelCacheDep,
+              access: AccessDep) -> AliasOut:
     """Point an alias at a version; serving follows at once."""
-    version = registry.set_alias(session, name, alias, body.version)
+    version = registry.set_alias(session, name, alias, body.version, access)
     cache.forget_resolutions()
     return AliasOut(model=name, alias=alias, version=version.version)
 
 
 @router.delete("/{name}/aliases/{alias}")
-def delete_alias(name: str, alias: str, session: SessionDep, cache: ModelCacheDep) -> dict:
+def delete_alias(name: str, alias: str, session: SessionDep, cache: ModelCacheDep, access: AccessDep) -> dict:
     """Drop an alias."""
-    registry.delete_alias(session, name, alias)
+    registry.delete_alias(session, name, alias, access)
     cache.forget_resolutions()
     return {"object": "model.alias", "model": name, "alias": alias, "deleted": True}

@@ -24,6 +24,7 @@ from app.jobs.states import DatasetStatus
 from app.models import Dataset, TrainingJob
 from app.queue import ENCODE_TASK
 from app.safe_input import check_json, check_text
+from app.services.access import EVERYONE, Access
 from app.settings import Settings
 from app.storage import LocalStorage
 
@@ -144,7 +145,8 @@ def parse_metadata(raw: str | None) -> dict[str, Any] | None:
 
 
 def create_dataset(session: Session, settings: Settings, storage: LocalStorage, enqueue: Enqueue, source: IO[bytes], *,
-                   filename: str, kind: str, name: str | None, teacher: str | None, metadata: str | None) -> Dataset:
+                   filename: str, kind: str, name: str | None, teacher: str | None, metadata: str | None,
+                   access: Access = EVERYONE) -> Dataset:
     if kind not in KINDS:
         raise InvalidRequest(f"kind must be one of {', '.join(KINDS)}, got {kind!r}", param="kind", code="invalid_kind")
     for param, value, limit in (("name", name, 200), ("teacher", teacher, 200)):
@@ -169,7 +171,7 @@ def create_dataset(session: Session, settings: Settings, storage: LocalStorage, 
             id=ds_id, name=name or Path(filename).stem[:200] or ds_id, kind=kind, format=fmt, filename=filename, bytes=size,
             sha256=sha, num_pairs=checked.num_pairs, dim_in=checked.dim_in, dim_out=checked.dim_out, teacher=teacher,
             status=DatasetStatus.READY if ready else DatasetStatus.VALIDATING, error=None, storage_key=stored_key,
-            pairs_key=stored_key if ready else None, metadata_=meta, created_at=time.time(),
+            pairs_key=stored_key if ready else None, metadata_=meta, created_at=time.time(), owner_key_id=access.key_id,
         )
         session.add(dataset)
         session.commit()
@@ -190,17 +192,19 @@ def create_dataset(session: Session, settings: Settings, storage: LocalStorage, 
     return dataset
 
 
-def get_dataset(session: Session, dataset_id: str, *, for_update: bool = False) -> Dataset:
+def get_dataset(session: Session, dataset_id: str, *, for_update: bool = False, access: Access = EVERYONE) -> Dataset:
+    """The dataset, or 404 if it does not exist, is deleted or belongs to another key."""
     dataset = session.get(Dataset, dataset_id, with_for_update=for_update)
-    if dataset is None or dataset.status == DatasetStatus.DELETED:
+    if dataset is None or dataset.status == DatasetStatus.DELETED or not access.can_see(dataset.owner_key_id):
         raise NotFound(f"no dataset {dataset_id!r}", param="dataset_id")
     return dataset
 
 
-def list_datasets(session: Session, after: str | None, limit: int) -> tuple[list[Dataset], bool]:
+def list_datasets(session: Session, after: str | None, limit: int, access: Access = EVERYONE) -> tuple[list[Dataset], bool]:
     if after is not None and not is_id(after, "dataset"):
         raise InvalidRequest(f"after must be a dataset id (ds_...), got {after!r}", param="after", code="invalid_cursor")
-    query = select(Dataset).where(Dataset.status != DatasetStatus.DELETED).order_by(Dataset.id.desc()).limit(limit + 1)
+    query = (select(Dataset).where(Dataset.status != DatasetStatus.DELETED, access.where(Dataset.owner_key_id))
+             .order_by(Dataset.id.desc()).limit(limit + 1))
     if after:
         query = query.where(Dataset.id < after)
     rows = list(session.scalars(query))

@@ -15,7 +15,9 @@ from app.jobs import lifecycle, states
 from app.jobs.states import DatasetStatus
 from app.models import Dataset, JobCheckpoint, JobEvent, JobMetric, TrainingJob
 from app.schemas import TrainingJobCreate
+from app.services.access import EVERYONE, Access
 from app.services.datasets import get_dataset
+from app.services.registry import check_model_name
 
 Enqueue = Callable[..., None]
 
@@ -84,10 +86,10 @@ def check_architecture(arch: str, shape: dict[str, Any], dataset: Dataset, mode:
         raise InvalidContent(str(exc), param="architecture", code="invalid_architecture") from None
 
 
-def create_job(session: Session, enqueue: Enqueue, body: TrainingJobCreate) -> TrainingJob:
+def create_job(session: Session, enqueue: Enqueue, body: TrainingJobCreate, access: Access = EVERYONE) -> TrainingJob:
     # Locked: the encoder updates this row and then releases the jobs waiting on it, so a job
     # created meanwhile is either seen by the encoder or sees the dataset ready (PostgreSQL).
-    dataset = get_dataset(session, body.dataset_id, for_update=True)
+    dataset = get_dataset(session, body.dataset_id, for_update=True, access=access)
     if dataset.status not in (DatasetStatus.READY, DatasetStatus.VALIDATING):
         raise Conflict(f"dataset {dataset.id} is {dataset.status}: {dataset.error or 'not usable'}", param="dataset_id",
                        code="dataset_not_ready")
@@ -98,11 +100,13 @@ def create_job(session: Session, enqueue: Enqueue, body: TrainingJobCreate) -> T
     hyper = resolve_hyperparameters(body.hyperparameters, dataset.num_pairs)
     check_architecture(body.architecture.kind, shape, dataset, body.mode, batch_size=hyper["batch_size"])
     hyper["seed"] = body.seed
+    model_name = check_model_name(session, body.model or default_model_name(dataset), access)
     job = TrainingJob(
-        id=new_id("job"), dataset_id=dataset.id, model_name=body.model or default_model_name(dataset), mode=body.mode,
+        id=new_id("job"), dataset_id=dataset.id, model_name=model_name, mode=body.mode,
         arch=body.architecture.kind, model_config_=shape, hyperparameters=hyper, split=resolve_split(body),
         seed=body.seed, status=states.QUEUED if dataset.status == DatasetStatus.READY else states.VALIDATING_FILES,
         attempt=0, epoch=0, n_epochs=hyper["n_epochs"], step=0, metadata_=body.metadata, created_at=time.time(),
+        owner_key_id=access.key_id,
     )
     session.add(job)
     session.flush()  # the event's foreign key needs the job row first (no ORM relationship orders them)
@@ -123,18 +127,20 @@ def default_model_name(dataset: Dataset) -> str:
     return safe[:200] or dataset.id
 
 
-def get_job(session: Session, job_id: str) -> TrainingJob:
+def get_job(session: Session, job_id: str, access: Access = EVERYONE) -> TrainingJob:
+    """The job, or 404 if it does not exist or belongs to another key."""
     job = session.get(TrainingJob, job_id)
-    if job is None:
+    if job is None or not access.can_see(job.owner_key_id):
         raise NotFound(f"no training job {job_id!r}", param="job_id")
     return job
 
 
-def list_jobs(session: Session, after: str | None, limit: int, status: str | None) -> tuple[list[TrainingJob], bool]:
+def list_jobs(session: Session, after: str | None, limit: int, status: str | None,
+              access: Access = EVERYONE) -> tuple[list[TrainingJob], bool]:
     if status is not None and status not in states.STATES:
         raise InvalidRequest(f"status must be one of {', '.join(states.STATES)}", param="status")
     check_cursor(after, "job")
-    query = select(TrainingJob).order_by(TrainingJob.id.desc()).limit(limit + 1)
+    query = select(TrainingJob).where(access.where(TrainingJob.owner_key_id)).order_by(TrainingJob.id.desc()).limit(limit + 1)
     if after:
         query = query.where(TrainingJob.id < after)
     if status:

@@ -8,9 +8,10 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.errors import InvalidRequest, NotFound
+from app.errors import Conflict, InvalidRequest, NotFound
 from app.ids import new_id
 from app.models import ModelAlias, ModelVersion, RegisteredModel, TrainingJob
+from app.services.access import EVERYONE, Access
 
 
 def register_version(session: Session, job: TrainingJob, *, arch: str, dim_in: int, dim_out: int, teacher: str | None,
@@ -18,7 +19,7 @@ def register_version(session: Session, job: TrainingJob, *, arch: str, dim_in: i
     """Insert the next version of the job's model, inside the caller's transaction. The unique
     constraint on source_job_id makes a second registration for the same job fail (IntegrityError)."""
     if session.get(RegisteredModel, job.model_name) is None:
-        session.add(RegisteredModel(name=job.model_name, created_at=time.time()))
+        session.add(RegisteredModel(name=job.model_name, created_at=time.time(), owner_key_id=job.owner_key_id))
         session.flush()
     latest = session.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.model_name == job.model_name)) or 0
     version = ModelVersion(id=new_id("model_version"), model_name=job.model_name, version=latest + 1, status="ready",
@@ -29,15 +30,27 @@ def register_version(session: Session, job: TrainingJob, *, arch: str, dim_in: i
     return version
 
 
-def get_model(session: Session, name: str) -> RegisteredModel:
+def check_model_name(session: Session, name: str, access: Access) -> str:
+    """`name` if a job of this caller may add versions to it: a new name, or a model the caller sees.
+    Model names are one namespace, so a name taken by another key is a 409 (not a 404)."""
     model = session.get(RegisteredModel, name)
-    if model is None:
+    if model is not None and not access.can_see(model.owner_key_id):
+        raise Conflict(f"the model name {name!r} belongs to another API key; give the job another `model`",
+                       param="model", code="model_name_taken")
+    return name
+
+
+def get_model(session: Session, name: str, access: Access = EVERYONE) -> RegisteredModel:
+    """The model, or 404 if it does not exist or belongs to another key."""
+    model = session.get(RegisteredModel, name)
+    if model is None or not access.can_see(model.owner_key_id):
         raise NotFound(f"no model {name!r}", param="model")
     return model
 
 
-def list_models(session: Session, after: str | None, limit: int) -> tuple[list[RegisteredModel], bool]:
-    query = select(RegisteredModel).order_by(RegisteredModel.name).limit(limit + 1)
+def list_models(session: Session, after: str | None, limit: int, access: Access = EVERYONE) -> tuple[list[RegisteredModel], bool]:
+    query = (select(RegisteredModel).where(access.where(RegisteredModel.owner_key_id)).order_by(RegisteredModel.name)
+             .limit(limit + 1))
     if after:
         query = query.where(RegisteredModel.name > after)
     rows = list(session.scalars(query))
@@ -53,18 +66,18 @@ def aliases_of(session: Session, name: str) -> dict[str, str]:
     return {a.alias: a.version_id for a in session.scalars(select(ModelAlias).where(ModelAlias.model_name == name))}
 
 
-def get_version(session: Session, name: str, number: int) -> ModelVersion:
+def get_version(session: Session, name: str, number: int, access: Access = EVERYONE) -> ModelVersion:
+    get_model(session, name, access)
     version = session.scalar(select(ModelVersion).where(ModelVersion.model_name == name, ModelVersion.version == number))
     if version is None:
-        get_model(session, name)
         raise NotFound(f"model {name!r} has no version {number}", param="version")
     return version
 
 
-def set_alias(session: Session, name: str, alias: str, number: int) -> ModelVersion:
+def set_alias(session: Session, name: str, alias: str, number: int, access: Access = EVERYONE) -> ModelVersion:
     if not alias or len(alias) > 100 or alias.isdigit():
         raise InvalidRequest("an alias is 1-100 characters and not a number", param="alias")
-    version = get_version(session, name, number)
+    version = get_version(session, name, number, access)
     row = session.get(ModelAlias, (name, alias))
     if row is None:
         session.add(ModelAlias(model_name=name, alias=alias, version_id=version.id, updated_at=time.time()))
@@ -80,8 +93,8 @@ def set_alias(session: Session, name: str, alias: str, number: int) -> ModelVers
     return version
 
 
-def delete_alias(session: Session, name: str, alias: str) -> None:
-    get_model(session, name)
+def delete_alias(session: Session, name: str, alias: str, access: Access = EVERYONE) -> None:
+    get_model(session, name, access)
     row = session.get(ModelAlias, (name, alias))
     if row is None:
         raise NotFound(f"model {name!r} has no alias {alias!r}", param="alias")

@@ -22,7 +22,7 @@ def test_db_upgrade_command(monkeypatch, tmp_path, capsys):
     get_settings.cache_clear()
     try:
         assert main(["db", "upgrade"]) == 0
-        assert "database at revision 0003" in capsys.readouterr().out
+        assert "database at revision 0004" in capsys.readouterr().out
         assert main(["db", "current"]) == 0
     finally:
         get_settings.cache_clear()
