@@ -44,19 +44,22 @@ def triplet_loss(pred: torch.Tensor, target: torch.Tensor, margin: float = 0.2,
                  negatives: torch.Tensor | None = None) -> torch.Tensor:
     """Mean over (anchor, negative) of max(0, margin - cos(anchor, positive) + cos(anchor, negative)).
 
-    The anchor is the prediction and the positive its true target; the negatives are the given ones
-    (B, k, D), else every other target of the batch (random targets of other pairs, as the batches
-    are shuffled)."""
+    The anchor is the prediction and the positive its true target; the negatives are every other
+    target of the batch (random targets of other pairs, as batches are shuffled) plus the given
+    extra ones (B, k, D), e.g. mined. The in-batch ones stay even with mined negatives: with the
+    mined ones alone, the loss is minimised by pointing every prediction away from the few targets
+    that are many pairs' nearest (a collapse, seen on synthetic data)."""
     anchor = F.normalize(pred, dim=-1).float()
     positive = F.normalize(target, dim=-1).float()
     pos = (anchor * positive).sum(dim=-1, keepdim=True)  # (B, 1)
-    if negatives is not None:
-        hinge = F.relu(margin - pos + _negative_cosines(anchor, negatives.float()))
-        return hinge.mean()
     B = pred.shape[0]
     hinge = F.relu(margin - pos + anchor @ positive.T)  # (B, B); the diagonal is the pair itself
     off_diagonal = ~torch.eye(B, dtype=torch.bool, device=pred.device)
-    return (hinge * off_diagonal).sum() / max(1, B * (B - 1))
+    total, count = (hinge * off_diagonal).sum(), B * (B - 1)
+    if negatives is not None:
+        extra = F.relu(margin - pos + _negative_cosines(anchor, negatives.float()))  # (B, k)
+        total, count = total + extra.sum(), count + extra.numel()
+    return total / max(1, count)
 
 
 def spread_penalty(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

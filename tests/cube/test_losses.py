@@ -23,10 +23,12 @@ def test_triplet_with_in_batch_negatives():
     assert triplet_loss(PRED, TARGET, margin=0.5).item() == pytest.approx(0.15, abs=1e-6)
 
 
-def test_triplet_with_mined_negatives():
-    # anchor 0: max(0, 0.5 - 0.6 + 0.8) = 0.7, max(0, 0.5 - 0.6 - 1) = 0
-    # anchor 1: max(0, 0.5 - 1 - 1) = 0,       max(0, 0.5 - 1 + 0.8) = 0.3;   mean of 4 = 0.25
-    assert triplet_loss(PRED, TARGET, margin=0.5, negatives=NEGATIVES).item() == pytest.approx(0.25, abs=1e-6)
+def test_triplet_with_mined_negatives_adds_them_to_the_in_batch_ones():
+    # in-batch as above: 0 and 0.3
+    # mined, anchor 0: max(0, 0.5 - 0.6 + 0.8) = 0.7, max(0, 0.5 - 0.6 - 1) = 0
+    # mined, anchor 1: max(0, 0.5 - 1 - 1) = 0,       max(0, 0.5 - 1 + 0.8) = 0.3
+    # mean over all 6 triplets: (0 + 0.3 + 0.7 + 0 + 0 + 0.3) / 6
+    assert triplet_loss(PRED, TARGET, margin=0.5, negatives=NEGATIVES).item() == pytest.approx(1.3 / 6, abs=1e-6)
 
 
 def test_triplet_of_one_pair_without_negatives_is_zero_not_nan():
@@ -47,7 +49,7 @@ def test_info_nce_with_mined_negatives_adds_them_to_the_in_batch_ones():
 
 def test_make_loss_passes_negatives_through():
     loss = make_loss("triplet", margin=0.5)
-    assert loss(PRED, TARGET, NEGATIVES).item() == pytest.approx(0.25, abs=1e-6)
+    assert loss(PRED, TARGET, NEGATIVES).item() == pytest.approx(1.3 / 6, abs=1e-6)
     assert make_loss("infonce", temperature=1.0)(PRED, TARGET, None).item() == pytest.approx(0.517813, abs=1e-5)
 
 
