@@ -47,8 +47,8 @@ def triplet_loss(pred: torch.Tensor, target: torch.Tensor, margin: float = 0.2,
     The anchor is the prediction and the positive its true target; the negatives are every other
     target of the batch (random targets of other pairs, as batches are shuffled) plus the given
     extra ones (B, k, D), e.g. mined. The in-batch ones stay even with mined negatives: with the
-    mined ones alone, the loss is minimised by pointing every prediction away from the few targets
-    that are many pairs' nearest (a collapse, seen on synthetic data)."""
+    mined ones alone, the cube collapsed on synthetic data (every prediction in one direction; likely
+    away from the few targets that are many pairs' nearest, which satisfies all the margins)."""
     anchor = F.normalize(pred, dim=-1).float()
     positive = F.normalize(target, dim=-1).float()
     pos = (anchor * positive).sum(dim=-1, keepdim=True)  # (B, 1)
