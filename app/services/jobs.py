@@ -75,11 +75,18 @@ def check_architecture(arch: str, shape: dict[str, Any], dataset: Dataset, mode:
     for key in ("d_in", "d_out"):
         if key in shape:
             raise InvalidRequest(f"architecture.{key} comes from the dataset; leave it out", param=f"architecture.{key}")
-    if dataset.dim_in is None:
-        return  # text pairs: the teacher's dimension is known after encoding; the worker checks then
-    d_out = dataset.dim_in if mode == "autoencoder" else dataset.dim_out
+    d_in, d_out = dataset.dim_in, dataset.dim_out
+    if d_in is None:  # text pairs, not encoded yet: both sides become the teacher's vectors
+        from cube.teachers import default_registry
+
+        spec = default_registry().get(dataset.teacher)
+        if spec is None:  # uploads accept registered teachers only: nothing to measure against
+            return
+        d_in = d_out = spec.dim
+    if mode == "autoencoder":
+        d_out = d_in
     try:
-        check_model_config(arch, {"d_in": dataset.dim_in, "d_out": d_out, **shape},
+        check_model_config(arch, {"d_in": d_in, "d_out": d_out, **shape},
                            max_parameters=MAX_MODEL_PARAMETERS, max_state_values=MAX_STATE_VALUES,
                            max_activation_bytes=MAX_ACTIVATION_BYTES, batch_size=batch_size)
     except (ConfigError, TypeError) as exc:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app.queue import TRAIN_TASK
 from tests.conftest import TINY_CUBE
 
 MB = 1 << 20
@@ -139,6 +140,21 @@ def test_an_architecture_whose_activations_cannot_fit_is_422_naming_the_limit(cl
     # The default cube and the small test cube pass.
     for arch in ({"kind": "cube"}, TINY_CUBE):
         assert c.post("/v1/training-jobs", json={"dataset_id": dataset, "architecture": arch}).status_code == 202
+
+
+def test_a_job_on_a_text_dataset_is_checked_with_the_teachers_dimension(client):
+    c, sent = client
+    lines = "".join(f'{{"input": "question {i}?", "target": "the answer number {i}"}}\n' for i in range(30))
+    ds = c.post("/v1/datasets", files={"file": ("t.jsonl", lines.encode())}, data={"kind": "text_pairs"}).json()
+    assert ds["status"] == "validating" and ds["dim_in"] is None
+    arch = {"kind": "cube", "grid": [32, 32, 32], "channels": 4, "steps": 1024, "hidden": 512}
+    r = c.post("/v1/training-jobs", json={"dataset_id": ds["id"], "architecture": arch})
+    assert r.status_code == 422 and "GiB of activations" in r.json()["error"]["message"], r.text
+    # 384 (minilm) x 2,000,000 read-in weights are over the parameter limit whatever the dataset holds.
+    r = c.post("/v1/training-jobs", json={"dataset_id": ds["id"], "architecture": {"kind": "mlp", "hidden": 300_000}})
+    assert r.status_code == 422 and "parameters; the limit is" in r.json()["error"]["message"], r.text
+    assert c.post("/v1/training-jobs", json={"dataset_id": ds["id"], "architecture": TINY_CUBE}).status_code == 202
+    assert [task for task, _ in sent.sent if task == TRAIN_TASK] == []  # it waits for its dataset
 
 
 def test_activation_estimate_grows_with_batch():
