@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install run test demo bench-speed clean install-mpnet bench-quality bench-encode
+.PHONY: install run test audit fuzz demo bench-speed clean install-mpnet bench-quality bench-encode
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -27,6 +27,19 @@ demo: install
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Security checks CI runs (docs/security.md): bandit over the code (any finding fails), and pip-audit
+# over the installed environment (a known vulnerability fails; an unreachable vulnerability service
+# only prints NOT AUDITED, so network trouble never fails CI).
+audit: install
+	$(VENV)/bin/bandit -q -c pyproject.toml -r app cube worker tools
+	$(PY) tools/audit_dependencies.py
+
+# Schema fuzzing, long: FUZZ_EXAMPLES generated requests per operation and generation mode, on a fresh
+# PostgreSQL database (the suite runs a few per operation on SQLite and PostgreSQL).
+FUZZ_EXAMPLES ?= 200
+fuzz: install
+	$(PY) -m tests.app.fuzzing --database postgresql --examples $(FUZZ_EXAMPLES)
 
 bench-speed: install
 	$(PY) bench/train_speed.py

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
+import subprocess  # nosec B404
 import sys
 from pathlib import Path
 
@@ -44,7 +44,8 @@ def run_worker(concurrency: int, pool: str, max_tasks_per_child: int | None, log
 
 
 def banner(settings: Settings, host: str, port: int) -> str:
-    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    # Bandit B104: "0.0.0.0" below picks the URL to print; nothing binds here.
+    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"  # nosec B104
     lines = [
         "cube service (embedded: SQLite, SQL broker, local storage)",
         f"  API       {base}/v1   docs {base}/docs   health {base}/readyz",
@@ -78,7 +79,8 @@ def up(host: str, port: int, data_dir: str | None) -> int:
     settings = quickstart_settings(get_settings(), host)
     migrate(settings)
     print(banner(settings, host, port), flush=True)
-    worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--loglevel", "warning"], env=os.environ.copy(),
+    # Bandit B603/B404: our own worker, started from sys.executable with fixed arguments and no shell.
+    worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--loglevel", "warning"], env=os.environ.copy(),  # nosec B603
                               preexec_fn=die_with_parent if sys.platform == "linux" else None)
     try:
         run_api(settings, host, port)

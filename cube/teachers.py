@@ -161,8 +161,10 @@ class Teacher:
         dtype = getattr(torch, self.spec.dtype)
         if device == "cpu" and dtype != torch.float32:
             dtype = torch.float32  # half-precision matmuls are slow or missing on CPU
-        self._tokenizer = AutoTokenizer.from_pretrained(str(self.directory), local_files_only=True)
-        model = AutoModel.from_pretrained(str(self.directory), local_files_only=True, dtype=dtype)
+        # Bandit B615: a local directory with local_files_only=True (and HF_HUB_OFFLINE): nothing is
+        # downloaded, so there is no hub revision to pin; the files are whatever the package or path holds.
+        self._tokenizer = AutoTokenizer.from_pretrained(str(self.directory), local_files_only=True)  # nosec B615
+        model = AutoModel.from_pretrained(str(self.directory), local_files_only=True, dtype=dtype)  # nosec B615
         hidden = getattr(model.config, "hidden_size", None)
         if hidden is not None and hidden != self.spec.dim:
             raise TeacherNotAvailable(f"teacher {self.name!r}: the model in {self.directory} has {hidden} dimensions, "
