@@ -47,7 +47,6 @@ def test_cube_data_wordnet(tmp_path):
 
 
 def test_cube_data_chitchat(tmp_path):
-    pytest.importorskip("chitchat_dataset")
     from app.cli import main
 
     out = tmp_path / "chitchat.jsonl"
