@@ -51,7 +51,8 @@ class DatasetOut(BaseModel):
 HYPERPARAMETERS_DOC = (
     "Training settings, each a value or \"auto\" (the default): n_epochs, batch_size, learning_rate, "
     "weight_decay, loss (infonce|triplet|cosine|mse), temperature, grad_clip, early_stopping_patience, "
-    "monitor (mrr|recall_at_10|loss), seed, device, amp, warmup_steps; learning methods (docs/learning.md): "
+    "monitor (mrr|recall_at_10|loss), seed, device, amp, warmup_steps, tuning_budget (learning rates every "
+    "trained method tries, docs/quality.md), source_weights; learning methods (docs/learning.md): "
     "triplet_margin, hard_negatives, negative_max_cosine, curriculum (none|linear), curriculum_start, "
     "curriculum_epochs, input_noise, spread_penalty (collapse guard)."
 )
@@ -61,14 +62,14 @@ CUBE_ARCHITECTURE_DOC = (
     "global_channel, read_in (linear|lowrank|reshape), read_in_rank, read_out (volume|face), "
     "skip (linear|identity|none); regularisers (docs/learning.md): dropout, steps_jitter, state_penalty, "
     "io_weight_decay. "
-    "mlp: hidden. d_in and d_out come from the dataset."
+    "mlp: hidden, input_norm. resmlp: hidden. d_in and d_out come from the dataset."
 )
 
 
 class Architecture(BaseModel):
     """`kind` plus the architecture's own fields (for the cube: grid, channels, steps, ...)."""
     model_config = ConfigDict(extra="allow", json_schema_extra={"description": CUBE_ARCHITECTURE_DOC})
-    kind: Literal["cube", "linear", "mlp"] = "cube"
+    kind: Literal["cube", "linear", "mlp", "resmlp"] = "cube"
 
     @model_validator(mode="after")
     def storable(self) -> "Architecture":
@@ -81,6 +82,8 @@ class Validation(BaseModel):
     fraction: float = 0.1
     test_fraction: float | None = None
     split_by: Literal["group"] = "group"
+    # "question": validation and test score only the dataset's rows marked question (see docs/text.md)
+    eval_filter: Literal["all", "question"] = "all"
 
 
 class TrainingJobCreate(BaseModel):

@@ -4,7 +4,9 @@ identity     y = x (only when the spaces have the same size)
 mean         y = the mean training target (a constant: high mean cosine, chance-level recall)
 ridge        closed-form ridge regression; lambda chosen on the validation split's MRR
 procrustes   orthogonal map between the centred spaces (same size only)
-linear, mlp  trained with the same trainer and loss as the cube (see `TrainedBaseline`)
+
+The trained baselines (linear, mlp, resmlp in `cube.models`) go through the same trainer, loss and
+learning-rate tuning as the cube (`cube.tuning`).
 """
 from __future__ import annotations
 
@@ -12,12 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
-from cube.config import TrainConfig
 from cube.metrics import retrieval_metrics
-from cube.models import build_model
-from cube.trainer import TrainResult, fit, predict
 
 Pairs = tuple[np.ndarray, np.ndarray]
 
@@ -88,28 +86,3 @@ class Procrustes:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return ((np.asarray(x, np.float64) - self.mx) @ self.w + self.my).astype(np.float32)
-
-
-@dataclass
-class TrainedBaseline:
-    """A linear or MLP map trained exactly like the cube (same trainer, loss, schedule, split)."""
-
-    arch: str
-    train_cfg: TrainConfig
-    model_config: dict[str, Any] = field(default_factory=dict)
-    name: str = ""
-    result: TrainResult | None = None
-
-    def __post_init__(self):
-        self.name = self.name or self.arch
-
-    def fit(self, train: Pairs, val: Pairs, difficulty: np.ndarray | None = None) -> "TrainedBaseline":
-        """`difficulty`: per training pair, for a curriculum (see cube/curriculum.py)."""
-        torch.manual_seed(self.train_cfg.seed)
-        cfg = {"d_in": train[0].shape[1], "d_out": train[1].shape[1], **self.model_config}
-        self.model = build_model(self.arch, cfg)
-        self.result = fit(self.model, train, val, self.train_cfg, difficulty=difficulty)
-        return self
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return predict(self.model, x)

@@ -166,16 +166,22 @@ def load_training_data(path: str, args: argparse.Namespace):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from cube.experiment import run_experiment
-    from cube.report import collapse_warnings, text_table
+    from cube.pairs import concat_pairs
+    from cube.report import collapse_warnings, text_table, tuning_text
 
     run = build_run_config(args.arch, args.config, args.set or [])
-    data = load_training_data(args.data, args)
+    data = concat_pairs([load_training_data(path, args) for path in args.data])
+    if len(args.data) > 1:
+        counts = np.bincount(data.source, minlength=len(args.data))
+        print("pairs per file (after dropping pairs an earlier file already has): "
+              + ", ".join(f"{p} {c}" for p, c in zip(args.data, counts)), file=sys.stderr)
     out = Path(args.out)
     result = run_experiment(data, run, out, seeds=args.seeds, callbacks=[ProgressBar()],
                             checkpoint_dir=out / "checkpoints", log=lambda m: print(m, file=sys.stderr))
     print(text_table(result.report))
     for line in collapse_warnings(result.report):
         print(line)
+    print("\n" + tuning_text(result.report), end="")
     print(f"\nmodel: {out / 'model'}\nreport: {out / 'report.json'} ({out / 'report.md'}, {out / 'training.png'})")
     return 0
 
@@ -233,8 +239,13 @@ def cmd_encode(args: argparse.Namespace) -> int:
 def cmd_data(args: argparse.Namespace) -> int:
     from cube.datasets import DatasetNotAvailable, build_dataset
 
+    options = {}
+    if args.pairs is not None:
+        if args.name != "chitchat":
+            raise UsageError(f"--pairs applies to chitchat only, not {args.name}")
+        options["pairs"] = args.pairs
     try:
-        n = build_dataset(args.name, args.out)
+        n = build_dataset(args.name, args.out, **options)
     except DatasetNotAvailable as exc:
         raise UsageError(str(exc)) from None
     print(f"wrote {n} {args.name} text pairs to {args.out}")
@@ -251,11 +262,12 @@ def add_teacher_options(p: argparse.ArgumentParser) -> None:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model on pair data and write it with its held-out report")
-    p.add_argument("--data", required=True,
-                   help="embedding pairs (NPZ, Parquet, JSONL of vectors) or text pairs (JSONL, CSV; encoded by --teacher)")
+    p.add_argument("--data", required=True, action="append",
+                   help="embedding pairs (NPZ, Parquet, JSONL of vectors) or text pairs (JSONL, CSV; encoded by "
+                        "--teacher); repeat for several files (each pair keeps its file: --set source_weights=[...])")
     add_teacher_options(p)
     p.add_argument("--out", required=True, help="output directory (model/, report.json, report.md, training.png)")
-    p.add_argument("--arch", choices=["cube", "linear", "mlp"], default=None, help="default: cube")
+    p.add_argument("--arch", choices=["cube", "linear", "mlp", "resmlp"], default=None, help="default: cube")
     p.add_argument("--config", help="JSON or TOML file with sections arch, model, train, split")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting (repeatable)")
     p.add_argument("--seeds", type=positive_int, default=1, help="train every trainable method with N seeds (mean and 95%% interval)")
@@ -283,4 +295,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="write a real text-pair dataset as JSONL (chitchat, wordnet)")
     p.add_argument("name", choices=["chitchat", "wordnet"])
     p.add_argument("--out", required=True, help="JSONL to write, e.g. data/chitchat.jsonl")
+    p.add_argument("--pairs", choices=["question", "all"], default=None,
+                   help="chitchat: question turns -> reply (default, about 25k) or every adjacent turn -> reply "
+                        "(about 121k; each row says whether it is a question turn)")
     p.set_defaults(func=cmd_data)

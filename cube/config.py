@@ -152,6 +152,12 @@ class TrainConfig:
     device: str = "auto"                  # "auto" picks CUDA when present
     amp: bool = True                      # bf16 autocast on CUDA; ignored on CPU
     warmup_steps: int = 50
+    # Learning rates tried per trained method, chosen on validation (see cube.tuning): learning_rate
+    # itself, then learning_rate / 4, x 4, / 16, x 16, ... Every method in a report gets this budget.
+    tuning_budget: int = 3
+    # Sampling weight of a pair from each --data file, in order (empty: all 1): a pair of weight 2
+    # is drawn twice as often as one of weight 1.
+    source_weights: list[float] = field(default_factory=list)
 
     def validate(self) -> "TrainConfig":
         _count("n_epochs", self.n_epochs, 1, 10_000)
@@ -162,6 +168,13 @@ class TrainConfig:
         _positive("grad_clip", self.grad_clip, allow_zero=True)
         _count("early_stopping_patience", self.early_stopping_patience, 0, 10_000)
         _count("warmup_steps", self.warmup_steps, 0, 10_000_000)
+        _count("tuning_budget", self.tuning_budget, 1, 9)
+        if not isinstance(self.source_weights, (list, tuple)) or len(self.source_weights) > 1000:
+            raise ConfigError(f"source_weights must be a list of numbers, one per data file, got {self.source_weights!r}")
+        for i, w in enumerate(self.source_weights):
+            _positive(f"source_weights[{i}]", w, allow_zero=True)
+        if self.source_weights and not any(self.source_weights):
+            raise ConfigError("source_weights must give at least one source a positive weight")
         if not isinstance(self.amp, bool):
             raise ConfigError(f"amp must be true or false, got {self.amp!r}")
         _choice("loss", self.loss, ("infonce", "triplet", "cosine", "mse"))
@@ -196,12 +209,16 @@ class SplitConfig:
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     seed: int = 0
+    # "question": validation and test score only rows marked question (the split is drawn over them);
+    # training still uses every pair of the training groups.
+    eval_filter: Literal["all", "question"] = "all"
 
     def validate(self) -> "SplitConfig":
         for name in ("val_fraction", "test_fraction"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0.0 < value < 0.5:
                 raise ConfigError(f"{name} must be in (0, 0.5), got {value!r}")
+        _choice("eval_filter", self.eval_filter, ("all", "question"))
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -216,7 +233,7 @@ class SplitConfig:
 class RunConfig:
     """Everything `cube train` needs besides the data: the model, training and split sections."""
 
-    arch: Literal["cube", "linear", "mlp"] = "cube"
+    arch: Literal["cube", "linear", "mlp", "resmlp"] = "cube"
     model: dict[str, Any] = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
     split: SplitConfig = field(default_factory=SplitConfig)

@@ -2,7 +2,10 @@
 
     chitchat   PyPI `chitchat-dataset` (MIT): 7,168 chats. A turn is one sender's consecutive
                messages joined; adjacent turns where the first ends in "?" and the reply has at least
-               3 words make a pair; the group is the conversation id (so splits never share a chat).
+               3 words make a pair (about 25k); with pairs="all", every adjacent turn -> reply pair
+               whose reply has at least 3 words (about 121k). The group is the conversation id (so
+               splits never share a chat) and the boolean `question` says whether the first turn
+               ends in "?" (train on all pairs, score only question turns: eval_filter=question).
     wordnet    Debian `wordnet-base` (/usr/share/wordnet/data.{noun,verb,adj,adv}): one pair per
                synset (about 117k), "What is X?" (X its first lemma) -> the gloss's definition; the
                group is the lemma, so a word's several senses stay in one split.
@@ -33,16 +36,22 @@ def chitchat_turns(conversation: dict) -> list[tuple[str, str]]:
     return turns
 
 
-def chitchat_pairs(min_reply_words: int = 3) -> Iterator[dict[str, str]]:
+CHITCHAT_PAIRS = ("question", "all")
+
+
+def chitchat_pairs(pairs: str = "question", min_reply_words: int = 3) -> Iterator[dict]:
     try:
         import chitchat_dataset
     except ImportError:
         raise DatasetNotAvailable("chitchat needs the Python package 'chitchat-dataset' (pip install chitchat-dataset)") from None
+    if pairs not in CHITCHAT_PAIRS:
+        raise ValueError(f"chitchat pairs must be one of {', '.join(CHITCHAT_PAIRS)}, got {pairs!r}")
     for conv_id, conversation in chitchat_dataset.Dataset().items():
         turns = chitchat_turns(conversation)
-        for (_, question), (_, reply) in zip(turns, turns[1:]):
-            if question.endswith("?") and len(reply.split()) >= min_reply_words:
-                yield {"input": question, "target": reply, "group": conv_id}
+        for (_, turn), (_, reply) in zip(turns, turns[1:]):
+            is_question = turn.endswith("?")
+            if (is_question or pairs == "all") and len(reply.split()) >= min_reply_words:
+                yield {"input": turn, "target": reply, "group": conv_id, "question": is_question}
 
 
 def _wordnet_definition(gloss: str) -> str:
@@ -78,11 +87,12 @@ def wordnet_pairs(directory: str | Path = WORDNET_DIR) -> Iterator[dict[str, str
 DATASETS = {"chitchat": chitchat_pairs, "wordnet": wordnet_pairs}
 
 
-def build_dataset(name: str, out: str | Path) -> int:
-    """Write the named dataset as pair JSONL; returns the number of pairs."""
+def build_dataset(name: str, out: str | Path, **options) -> int:
+    """Write the named dataset as pair JSONL; returns the number of pairs. `options` go to the
+    dataset's builder (chitchat: pairs="question" or "all")."""
     from cube.textpairs import write_text_pairs_jsonl
 
     if name not in DATASETS:
         raise DatasetNotAvailable(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
-    rows = list(DATASETS[name]())  # fully built first, so a failure leaves no half-written file
+    rows = list(DATASETS[name](**options))  # fully built first, so a failure leaves no half-written file
     return write_text_pairs_jsonl(out, rows)

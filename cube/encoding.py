@@ -142,7 +142,9 @@ def encode_text_pairs_with_stats(
         raise PairFileError(f"{stats.pairs_out} pairs left after the quality filter (teacher cosine >= "
                             f"{quality_threshold}); need at least {min_pairs}", field="target")
     difficulty = np.clip(1.0 - quality[keep], 0.0, 1.0).astype(np.float32)
-    data = validate_pairs(x[keep], y[keep], groups=groups[keep], difficulty=difficulty, min_pairs=min_pairs)
+    question = None if text_pairs.question is None else np.array(text_pairs.question, dtype=bool)[keep]
+    data = validate_pairs(x[keep], y[keep], groups=groups[keep], difficulty=difficulty, question=question,
+                          min_pairs=min_pairs)
     return data, stats
 
 

@@ -1,8 +1,8 @@
 """One experiment: split the pairs, train the chosen model, fit every baseline on the same split, and
 judge them all on the held-out test split. Used by `cube train` and by the service's worker.
 
-The test split is touched only here, once, after training: early stopping and ridge's lambda use the
-validation split.
+The test split is touched only here, once, after training: the learning rate of every trained method
+(`cube.tuning`, the same budget for each), early stopping and ridge's lambda use the validation split.
 """
 from __future__ import annotations
 
@@ -17,13 +17,17 @@ import numpy as np
 import torch
 
 from cube.artifacts import save_model, write_json_atomic
-from cube.baselines import Identity, MeanTarget, Procrustes, Ridge, TrainedBaseline
+from cube.baselines import Identity, MeanTarget, Procrustes, Ridge
 from cube.config import ConfigError, RunConfig
 from cube.metrics import COLLAPSE_SPREAD, collapsed, evaluate_predictions
 from cube.models import build_model, flops_per_sample, mlp_hidden_for_params, parameter_count
 from cube.pairs import PairData, split_pairs
 from cube.report import write_markdown, write_plot
 from cube.trainer import TrainResult, fit, predict
+from cube.tuning import StopWhen, learning_rate_grid, tune
+
+# Options a model gets unless the run sets them (artifacts store the full config, so this can change).
+MODEL_DEFAULTS: dict[str, dict[str, Any]] = {"mlp": {"input_norm": True}}
 
 METRICS = ("recall_at_1", "recall_at_10", "mrr", "mean_cosine", "centered_cosine", "constant_cosine", "output_spread")
 
@@ -59,6 +63,9 @@ def fingerprint(data: PairData, run: RunConfig, model_config: dict[str, Any]) ->
     arrays = [data.input, data.target]
     if run.train.curriculum != "none" and data.difficulty is not None:  # it orders the batches
         arrays.append(data.difficulty)
+    for extra in (data.source, data.question):  # which pairs are weighted, which are scored
+        if extra is not None:
+            arrays.append(extra)
     for a in arrays:
         h.update(np.ascontiguousarray(a).tobytes())
     return h.hexdigest()[:16]
@@ -88,30 +95,45 @@ def run_experiment(
     train, val = (tr.input, tr.target), (va.input, va.target)
     target_mean = tr.target.astype(np.float64).mean(axis=0)
     same_space = data.dim_in == data.dim_out
-    log(f"split: {len(tr)} train, {len(va)} validation, {len(te)} test pairs")
+    log(f"split: {len(tr)} train, {len(va)} validation, {len(te)} test pairs"
+        + (" (validation and test: question rows only)" if run.split.eval_filter == "question" else ""))
+    weights = source_weights(tr, run.train.source_weights)
 
     def judge(pred: np.ndarray) -> dict[str, float]:
         return evaluate_predictions(pred, te.target, target_mean)
 
     results: dict[str, list[dict[str, float]]] = {}
     info: dict[str, Any] = {}
+    tuning: dict[str, Any] = {}
 
-    # The model the user asked for: seed 0 carries callbacks and checkpoints (resumable).
-    model_config = {"d_in": data.dim_in, "d_out": data.dim_out, **run.model}
+    def train_seeds(arch: str, config: dict[str, Any], **first_run: Any) -> list[tuple[torch.nn.Module, TrainResult]]:
+        """Tune the learning rate on the first seed (validation only), then train the other seeds at
+        the chosen rate. `first_run` (callbacks, checkpoints) goes to the first seed's first trial."""
+        log(f"training {arch}: {parameter_count(build_model(arch, config)):,} parameters, "
+            f"learning rates {', '.join(f'{lr:g}' for lr in learning_rate_grid(run.train))}")
+        tuned = tune(lambda: build_model(arch, config), train, val, run.train, should_stop=should_stop, log=log,
+                     difficulty=tr.difficulty, sample_weights=weights, **first_run)
+        if tuned.cancelled or should_stop():
+            raise ExperimentCancelled(tuned.result.epochs_run)
+        tuning[arch] = tuned.summary()
+        runs = [(tuned.model, tuned.result)]
+        for i in range(1, seeds):
+            cfg = replace(tuned.cfg, seed=run.train.seed + i)
+            torch.manual_seed(cfg.seed)
+            model = build_model(arch, config)
+            result = fit(model, train, val, cfg, callbacks=[StopWhen(should_stop)], difficulty=tr.difficulty,
+                         sample_weights=weights)
+            if result.cancelled or should_stop():
+                raise ExperimentCancelled(result.epochs_run)
+            runs.append((model, result))
+        results[arch] = [judge(predict(model, te.input)) for model, _ in runs]
+        return runs
+
+    # The model the user asked for: its first run carries callbacks and checkpoints (resumable).
+    model_config = {"d_in": data.dim_in, "d_out": data.dim_out, **MODEL_DEFAULTS.get(run.arch, {}), **run.model}
     run_id = fingerprint(data, run, model_config)
-    main_model, main_result = None, None
-    for i in range(seeds):
-        cfg = replace(run.train, seed=run.train.seed + i)
-        torch.manual_seed(cfg.seed)
-        model = build_model(run.arch, model_config)
-        log(f"training {run.arch} (seed {cfg.seed}): {parameter_count(model):,} parameters")
-        result = fit(model, train, val, cfg, callbacks=callbacks if i == 0 else (),
-                     checkpoint_dir=checkpoint_dir if i == 0 else None, fingerprint=run_id, difficulty=tr.difficulty)
-        if result.cancelled or should_stop():
-            raise ExperimentCancelled(result.epochs_run)
-        results.setdefault(run.arch, []).append(judge(predict(model, te.input)))
-        if i == 0:
-            main_model, main_result = model, result
+    main_model, main_result = train_seeds(run.arch, model_config, callbacks=callbacks,
+                                          checkpoint_dir=checkpoint_dir, fingerprint=run_id)[0]
     info[run.arch] = {"parameters": parameter_count(main_model), "flops_per_sample": flops_per_sample(main_model),
                       "best_epoch": main_result.best_epoch, "epochs_run": main_result.epochs_run}
 
@@ -122,19 +144,15 @@ def run_experiment(
         results[baseline.name] = [judge(baseline.predict(te.input))]
     info["ridge"] = next(b for b in fixed if b.name == "ridge").chosen
 
-    # Trained baselines with the same trainer, loss and schedule.
-    trained_specs = {"linear": {}, "mlp": {"hidden": mlp_hidden_for_params(data.dim_in, data.dim_out, parameter_count(main_model))}}
+    # Trained baselines: the same trainer, loss, schedule and tuning budget as the main model.
+    matched = mlp_hidden_for_params(data.dim_in, data.dim_out, parameter_count(main_model))
+    trained_specs = {"linear": {}, "mlp": {"hidden": matched, **MODEL_DEFAULTS["mlp"]}, "resmlp": {}}
     for arch, extra in trained_specs.items():
         if arch == run.arch:
             continue
-        for i in range(seeds):
-            if should_stop():
-                raise ExperimentCancelled(main_result.epochs_run)
-            cfg = replace(run.train, seed=run.train.seed + i)
-            log(f"training baseline {arch} (seed {cfg.seed})")
-            baseline = TrainedBaseline(arch, cfg, extra).fit(train, val, difficulty=tr.difficulty)
-            results.setdefault(arch, []).append(judge(baseline.predict(te.input)))
-        info[arch] = {"parameters": parameter_count(baseline.model), **extra, "best_epoch": baseline.result.best_epoch}
+        config = {"d_in": data.dim_in, "d_out": data.dim_out, **extra}
+        model, result = train_seeds(arch, config)[0]
+        info[arch] = {"parameters": parameter_count(model), **extra, "best_epoch": result.best_epoch}
 
     methods, intervals = {}, {}
     for name, runs in results.items():
@@ -143,8 +161,11 @@ def run_experiment(
             intervals[name] = ci
     report = {
         "n": {"train": len(tr), "val": len(va), "test": len(te)},
+        "data": data_summary(data, tr, run),
         "main": run.arch,
         "seeds": seeds,
+        "tuning": {"budget": run.train.tuning_budget, "learning_rates": learning_rate_grid(run.train),
+                   "monitor": run.train.monitor, "chosen": tuning},
         "methods": methods,
         "intervals": intervals,
         "collapse_alarm": {"threshold": COLLAPSE_SPREAD, "methods": collapsed(methods)},
@@ -160,6 +181,32 @@ def run_experiment(
     write_plot(main_result.history, out / "training.png", title=f"{run.arch} on {len(tr)} training pairs")
     log(f"wrote {out / 'report.json'}")
     return ExperimentResult(report, main_model, main_result, model_config)
+
+
+def source_weights(tr: PairData, weights: list[float]) -> np.ndarray | None:
+    """Each training pair's sampling weight from its source's entry in `weights` (None: uniform)."""
+    n_sources = 1 if tr.source is None else int(tr.source.max()) + 1
+    if not weights:
+        return None
+    if len(weights) != n_sources:
+        raise ConfigError(f"source_weights has {len(weights)} weight(s) but the data comes from {n_sources} file(s)")
+    per_pair = np.asarray(weights, dtype=np.float64)[tr.source if tr.source is not None else np.zeros(len(tr), int)]
+    if not per_pair.any():
+        raise ConfigError("source_weights gives every training pair weight 0")
+    return per_pair
+
+
+def data_summary(data: PairData, tr: PairData, run: RunConfig) -> dict[str, Any]:
+    """What the report was computed on: pairs per source file, weights, and which rows were scored."""
+    summary: dict[str, Any] = {"eval_filter": run.split.eval_filter}
+    if data.source is not None:
+        summary["pairs_per_source"] = np.bincount(data.source).tolist()
+        summary["train_pairs_per_source"] = np.bincount(tr.source, minlength=len(summary["pairs_per_source"])).tolist()
+    if run.train.source_weights:
+        summary["source_weights"] = list(run.train.source_weights)
+    if data.question is not None:
+        summary["question_pairs"] = int(data.question.sum())
+    return summary
 
 
 class ExperimentCancelled(Exception):

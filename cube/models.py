@@ -1,5 +1,5 @@
-"""The trainable architectures a job may ask for: the cube, and the linear and MLP maps it is
-compared with. `build_model` rebuilds any of them from (arch, config dict), which is what an
+"""The trainable architectures a job may ask for: the cube, and the linear, MLP and residual MLP
+maps it is compared with. `build_model` rebuilds any of them from (arch, config dict), which is what an
 artifact stores."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from torch import nn
 from cube.config import ConfigError, CubeConfig
 from cube.lattice import CubeModel
 
-ARCHITECTURES = ("cube", "linear", "mlp")
+ARCHITECTURES = ("cube", "linear", "mlp", "resmlp")
 
 
 class LinearMap(nn.Module):
@@ -30,19 +30,43 @@ class LinearMap(nn.Module):
 
 
 class MLPMap(nn.Module):
-    """y = skip(x) + W2 gelu(W1 x): one hidden layer beside a linear skip (the cube's shape
-    without the grid), so a comparison isolates what the automaton adds."""
+    """y = skip(x) + W2 gelu(W1 norm(x)): one hidden layer beside a linear skip (the cube's shape
+    without the grid), so a comparison isolates what the automaton adds.
 
-    def __init__(self, d_in: int, d_out: int, hidden: int = 1024):
+    `input_norm` standardises each input (LayerNorm without parameters) before the hidden layer: unit-norm
+    embeddings have components of about 1/sqrt(D), so under the default init the hidden layer would
+    start in GELU's near-linear range and, at small learning rates, never leave it. Artifacts written
+    before the option existed have no `input_norm` in their config and load without it."""
+
+    def __init__(self, d_in: int, d_out: int, hidden: int = 1024, input_norm: bool = False):
         super().__init__()
         self.skip = LinearMap(d_in, d_out)
+        self.norm = nn.LayerNorm(d_in, elementwise_affine=False) if input_norm else nn.Identity()
         self.hidden = nn.Linear(d_in, hidden)
         self.out = nn.Linear(hidden, d_out)
         nn.init.zeros_(self.out.weight)  # starts as its skip path, like the cube
         nn.init.zeros_(self.out.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.skip(x) + self.out(torch.nn.functional.gelu(self.hidden(x)))
+        return self.skip(x) + self.out(torch.nn.functional.gelu(self.hidden(self.norm(x))))
+
+
+class ResidualMLP(nn.Module):
+    """The Drift-Adapter residual MLP: y = P x + W2 gelu(W1 LayerNorm(x)), P the identity when the
+    spaces have the same size (no parameters) and a learned projection otherwise. W2 starts at zero,
+    so the map starts as P."""
+
+    def __init__(self, d_in: int, d_out: int, hidden: int = 1024):
+        super().__init__()
+        self.project = nn.Identity() if d_in == d_out else nn.Linear(d_in, d_out, bias=False)
+        self.norm = nn.LayerNorm(d_in)
+        self.hidden = nn.Linear(d_in, hidden)
+        self.out = nn.Linear(hidden, d_out)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.project(x) + self.out(torch.nn.functional.gelu(self.hidden(self.norm(x))))
 
 
 def mlp_hidden_for_params(d_in: int, d_out: int, n_params: int) -> int:
@@ -64,14 +88,20 @@ def build_model(arch: str, config: dict[str, Any]) -> nn.Module:
         if cfg:
             raise ConfigError(f"linear model takes no options, got {', '.join(sorted(cfg))}")
         return LinearMap(d_in, d_out)
-    if arch == "mlp":
-        unknown = set(cfg) - {"hidden"}
+    if arch in ("mlp", "resmlp"):
+        options = {"hidden", "input_norm"} if arch == "mlp" else {"hidden"}
+        unknown = set(cfg) - options
         if unknown:
-            raise ConfigError(f"mlp model: unknown option(s) {', '.join(sorted(unknown))}; known: hidden")
+            raise ConfigError(f"{arch} model: unknown option(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(options))}")
         hidden = cfg.get("hidden", 1024)
-        if not isinstance(hidden, int) or hidden < 1:
-            raise ConfigError(f"mlp hidden must be a positive integer, got {hidden!r}")
-        return MLPMap(d_in, d_out, hidden)
+        if not isinstance(hidden, int) or isinstance(hidden, bool) or hidden < 1:
+            raise ConfigError(f"{arch} hidden must be a positive integer, got {hidden!r}")
+        if arch == "resmlp":
+            return ResidualMLP(d_in, d_out, hidden)
+        input_norm = cfg.get("input_norm", False)
+        if not isinstance(input_norm, bool):
+            raise ConfigError(f"mlp input_norm must be true or false, got {input_norm!r}")
+        return MLPMap(d_in, d_out, hidden, input_norm)
     raise ConfigError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
 
 

@@ -1,7 +1,9 @@
 """Embedding-pair data: loading and validating pair files, and held-out splits.
 
 A pair file holds `input` [N, D_in] and `target` [N, D_out] float arrays, optionally `group` [N]
-(strings: conversation ids; pairs that share a group never straddle two splits) and `difficulty` [N].
+(strings: conversation ids; pairs that share a group never straddle two splits), `difficulty` [N]
+and `question` [N] (booleans: the rows `eval_filter=question` scores). Several files combine into
+one PairData with `source` [N], each pair's file (`concat_pairs`).
 Every problem raises `PairFileError` naming the array (`field`) and, where it applies, the row.
 """
 from __future__ import annotations
@@ -50,6 +52,8 @@ class PairData:
     target: np.ndarray                     # (N, D_out) float32
     groups: np.ndarray | None = None       # (N,) str: conversation / question ids
     difficulty: np.ndarray | None = None   # (N,) float32 in [0, 1], higher = harder
+    question: np.ndarray | None = None     # (N,) bool: a question turn (what eval_filter=question scores)
+    source: np.ndarray | None = None       # (N,) int: which of several files the pair came from
 
     def __len__(self) -> int:
         return int(self.input.shape[0])
@@ -68,6 +72,8 @@ class PairData:
             self.target[idx],
             None if self.groups is None else self.groups[idx],
             None if self.difficulty is None else self.difficulty[idx],
+            None if self.question is None else self.question[idx],
+            None if self.source is None else self.source[idx],
         )
 
 
@@ -90,7 +96,8 @@ def check_matrix(name: str, a: np.ndarray) -> np.ndarray:
     return a32
 
 
-def validate_pairs(input: np.ndarray, target: np.ndarray, *, groups=None, difficulty=None, min_pairs: int = MIN_PAIRS) -> PairData:
+def validate_pairs(input: np.ndarray, target: np.ndarray, *, groups=None, difficulty=None, question=None,
+                   min_pairs: int = MIN_PAIRS) -> PairData:
     x = check_matrix("input", np.asarray(input))
     y = check_matrix("target", np.asarray(target))
     if x.shape[0] != y.shape[0]:
@@ -109,10 +116,15 @@ def validate_pairs(input: np.ndarray, target: np.ndarray, *, groups=None, diffic
         if d.shape != (x.shape[0],) or d.dtype.kind not in "fiu" or not np.isfinite(d).all():
             raise PairFileError(f"'difficulty' must be {x.shape[0]} finite numbers", field="difficulty")
         d = d.astype(np.float32)
-    return PairData(x, y, g, d)
+    q = None
+    if question is not None:
+        q = np.asarray(question)
+        if q.shape != (x.shape[0],) or q.dtype != np.bool_:
+            raise PairFileError(f"'question' must be {x.shape[0]} booleans", field="question")
+    return PairData(x, y, g, d, q)
 
 
-NPZ_ARRAYS = ("input", "target", "group", "difficulty")
+NPZ_ARRAYS = ("input", "target", "group", "difficulty", "question")
 
 
 def npz_headers(path: str | Path) -> dict[str, tuple[tuple[int, ...], np.dtype, int]]:
@@ -171,7 +183,8 @@ def load_pairs_npz(path: str | Path, *, min_pairs: int = MIN_PAIRS, max_bytes: i
     except ValueError as exc:
         raise PairFileError(f"not a readable NPZ file: {exc}", field="file") from None
     return validate_pairs(
-        arrays["input"], arrays["target"], groups=arrays.get("group"), difficulty=arrays.get("difficulty"), min_pairs=min_pairs
+        arrays["input"], arrays["target"], groups=arrays.get("group"), difficulty=arrays.get("difficulty"),
+        question=arrays.get("question"), min_pairs=min_pairs
     )
 
 
@@ -188,7 +201,40 @@ def save_pairs_npz(path: str | Path, data: PairData) -> None:
         arrays["group"] = data.groups.astype(str)
     if data.difficulty is not None:
         arrays["difficulty"] = data.difficulty
+    if data.question is not None:
+        arrays["question"] = data.question
     np.savez(path, **arrays)
+
+
+def concat_pairs(parts: list[PairData]) -> PairData:
+    """Several pair sets as one, each pair keeping its `source` (the index of its part). Groups are
+    shared: the same group name in two files is one group, on one side of the split. A pair whose
+    input and target both repeat an earlier one's is dropped (the earlier source keeps it, marked
+    `question` if any copy is), so a file of question turns and a file of all turns of the same
+    chats can be combined. Rows of a part without `question` and without a marked copy elsewhere
+    count as not question turns; `difficulty` is kept only if every part has it."""
+    if len(parts) == 1:
+        return parts[0]
+    if len({p.dim_in for p in parts}) > 1 or len({p.dim_out for p in parts}) > 1:
+        dims = ", ".join(f"{p.dim_in}->{p.dim_out}" for p in parts)
+        raise PairFileError(f"the files have different dimensions ({dims}); all must match", field="input")
+    x = np.concatenate([p.input for p in parts])
+    y = np.concatenate([p.target for p in parts])
+    source = np.concatenate([np.full(len(p), i, dtype=np.int64) for i, p in enumerate(parts)])
+    groups = np.concatenate([group_keys(p) for p in parts])
+    question = None
+    if any(p.question is not None for p in parts):
+        question = np.concatenate([p.question if p.question is not None else np.zeros(len(p), bool) for p in parts])
+    difficulty = None
+    if all(p.difficulty is not None for p in parts):
+        difficulty = np.concatenate([p.difficulty for p in parts])
+    keys = [hashlib.blake2b(a.tobytes() + b.tobytes(), digest_size=16).digest() for a, b in zip(x, y)]
+    _, first, inverse = np.unique(np.array(keys), return_index=True, return_inverse=True)
+    if question is not None:  # a repeated pair is a question turn if any file marks it so
+        marked = np.zeros(len(first), bool)
+        np.logical_or.at(marked, inverse, question)
+        question = marked[inverse]
+    return PairData(x, y, groups, difficulty, question, source).subset(np.sort(first))
 
 
 @dataclass
@@ -207,13 +253,29 @@ def group_keys(data: PairData) -> np.ndarray:
 
 
 def split_pairs(data: PairData, cfg: SplitConfig) -> Split:
-    """Seeded split by group: whole groups go to test, then validation, the rest to training."""
+    """Seeded split by group: whole groups go to test, then validation, the rest to training.
+
+    With cfg.eval_filter == "question" the split is drawn over the question rows alone (so it is the
+    same split as for a file of just those rows); validation and test keep only question rows, and
+    training gets every row of the other groups, question or not."""
     cfg.validate()
+    if cfg.eval_filter == "all":
+        return _split_by_group(group_keys(data), len(data), cfg)
+    if data.question is None or not data.question.any():
+        raise PairFileError("eval_filter=question needs a boolean 'question' field marking some rows "
+                            "(e.g. `cube data chitchat --pairs all`)", field="question")
     keys = group_keys(data)
+    scored = np.flatnonzero(data.question)
+    inner = _split_by_group(keys[scored], len(scored), cfg)
+    held_out = set(keys[scored[inner.val]]) | set(keys[scored[inner.test]])
+    train = np.flatnonzero(~np.isin(keys, list(held_out)))
+    return Split(train, scored[inner.val], scored[inner.test])
+
+
+def _split_by_group(keys: np.ndarray, n: int, cfg: SplitConfig) -> Split:
     uniq, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
     order = np.random.default_rng(cfg.seed).permutation(len(uniq))
     cum = np.cumsum(counts[order])  # pairs covered by the first k groups of the shuffled order
-    n = len(data)
 
     def groups_for(target: int, before: int) -> int:
         """How many more groups (after `before` pairs) make up about `target` pairs, and at least 2."""

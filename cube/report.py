@@ -6,7 +6,7 @@ from typing import Any
 
 COLUMNS = [("recall_at_1", "R@1"), ("recall_at_10", "R@10"), ("mrr", "MRR"), ("mean_cosine", "mean cos"),
            ("centered_cosine", "centred cos"), ("output_spread", "spread")]
-ORDER = ["cube", "linear", "mlp", "ridge", "procrustes", "identity", "mean"]
+ORDER = ["cube", "linear", "mlp", "resmlp", "ridge", "procrustes", "identity", "mean"]
 
 
 def _cell(report: dict[str, Any], method: str, key: str) -> str:
@@ -45,6 +45,23 @@ def collapse_warnings(report: dict[str, Any]) -> list[str]:
             for name in alarm.get("methods", [])]
 
 
+def tuning_text(report: dict[str, Any]) -> str:
+    """The tuning budget and what each trained method chose, on validation."""
+    tuning = report.get("tuning")
+    if not tuning:
+        return ""
+    rates = ", ".join(f"{lr:g}" for lr in tuning["learning_rates"])
+    lines = [f"Every trained method had the same tuning budget: {tuning['budget']} learning rate(s) ({rates}), "
+             f"each run stopping early on validation {tuning['monitor']}; chosen on the validation split only "
+             "(first seed; further seeds use the chosen rate).", "",
+             "| method | chosen learning rate | best epoch | validation score per learning rate |", "|---|---|---|---|"]
+    for name, chosen in tuning["chosen"].items():
+        key = f"val_{tuning['monitor']}"
+        trials = ", ".join(f"{t['learning_rate']:g}: {t[key]:.3f}" for t in chosen["trials"])
+        lines.append(f"| {name} | {chosen['learning_rate']:g} | {chosen['best_epoch']} | {trials} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_markdown(report: dict[str, Any], path: str | Path) -> None:
     n = report["n"]
     seeds = report.get("seeds", 1)
@@ -58,7 +75,8 @@ def write_markdown(report: dict[str, Any], path: str | Path) -> None:
             "a method's mean cosine is informative only above it. Spread: per-dimension spread of the "
             "predictions relative to the targets' (near 0 = collapsed).\n")
     alarms = "".join(f"\n**{line}**\n" for line in collapse_warnings(report))
-    Path(path).write_text(head + markdown_table(report) + "\n" + foot + alarms)
+    tuning = tuning_text(report)
+    Path(path).write_text(head + markdown_table(report) + "\n" + foot + alarms + ("\n" + tuning if tuning else ""))
 
 
 def write_plot(history: list[dict[str, Any]], path: str | Path, title: str = "") -> None:

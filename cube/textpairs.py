@@ -1,8 +1,10 @@
 """Text-pair datasets: JSONL or CSV files of (input, target[, group]) strings, validated.
 
     JSONL  one object per line: {"input": "How are you?", "target": "Fine, thanks.", "group": "chat-17"}
-    CSV    a header with the columns input, target and optionally group
+    CSV    a header with the columns input, target and optionally group and question
 
+An optional boolean `question` (JSON true/false; CSV true/false/1/0) marks the rows a report may be
+restricted to (`eval_filter=question`), e.g. the question turns among all turn pairs of a chat.
 Every problem raises `PairFileError` with the 1-based `line` and the `field`: bytes that are not
 UTF-8, a line that is not JSON or not an object, a missing or empty field, a wrong type, too few
 rows. Blank JSONL lines are skipped. Exact duplicate pairs (same input and target) are dropped and
@@ -28,6 +30,7 @@ class TextPairs:
     targets: list[str]
     groups: list[str] | None = None
     duplicates_dropped: int = 0
+    question: list[bool] | None = None
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -63,6 +66,20 @@ def _text_field(value, name: str, line: int, *, required: bool) -> str | None:
     return text
 
 
+CSV_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
+
+
+def _flag_field(value, name: str, line: int) -> bool | None:
+    """An optional boolean: JSON true/false, or in CSV true/false/1/0 (any case)."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().lower() in CSV_BOOLEANS:
+        return CSV_BOOLEANS[value.strip().lower()]
+    if isinstance(value, bool):
+        return value
+    raise PairFileError(f"line {line}: '{name}' must be true or false, got {value!r}", field=name, line=line)
+
+
 def jsonl_objects(text: str):
     """(line number, object) for each non-blank line; PairFileError naming the line otherwise."""
     for line, raw in enumerate(text.splitlines(), start=1):
@@ -91,8 +108,9 @@ def _csv_rows(text: str):
         start = reader.line_num + 1
         if None in row:  # more cells than header columns
             raise PairFileError(f"line {line}: more cells than the header's {len(header)} columns", field="line", line=line)
-        if "group" in row and row["group"] == "":
-            row["group"] = None  # an empty group cell means no group
+        for optional in ("group", "question"):
+            if optional in row and row[optional] == "":
+                row[optional] = None  # an empty cell means no value
         yield line, row
 
 
@@ -107,19 +125,24 @@ def load_text_pairs(path: str | Path, *, fmt: str | None = None, min_pairs: int 
         raise PairFileError(f"cannot read {path}: {exc.strerror}", field="file") from None
     text = decode_utf8(raw)
     rows = jsonl_objects(text) if fmt == "jsonl" else _csv_rows(text)
-    inputs, targets, groups = [], [], []
+    inputs, targets, groups, questions = [], [], [], []
     seen: set[tuple[str, str]] = set()
     duplicates = 0
-    any_group = None
+    any_group = any_question = None
     for line, row in rows:
         x = _text_field(row.get("input"), "input", line, required=True)
         y = _text_field(row.get("target"), "target", line, required=True)
         g = _text_field(row.get("group"), "group", line, required=False)
-        # Either every row has a group or none does: a half-grouped file would split unpredictably.
+        q = _flag_field(row.get("question"), "question", line)
+        # Either every row has a group (question) or none does: a half-grouped file would split
+        # unpredictably, a half-flagged one would be scored on rows nobody chose.
         if any_group is None:
-            any_group = g is not None
+            any_group, any_question = g is not None, q is not None
         elif any_group != (g is not None):
             raise PairFileError(f"line {line}: 'group' must be given on every row or on none", field="group", line=line)
+        elif any_question != (q is not None):
+            raise PairFileError(f"line {line}: 'question' must be given on every row or on none", field="question",
+                                line=line)
         if (x, y) in seen:
             duplicates += 1
             continue
@@ -127,14 +150,15 @@ def load_text_pairs(path: str | Path, *, fmt: str | None = None, min_pairs: int 
         inputs.append(x)
         targets.append(y)
         groups.append(g)
+        questions.append(q)
     if len(inputs) < min_pairs:
         what = "no pairs" if not inputs else f"{len(inputs)} distinct pairs"
         raise PairFileError(f"need at least {min_pairs} pairs, found {what}", field="input")
-    return TextPairs(inputs, targets, groups if any_group else None, duplicates)
+    return TextPairs(inputs, targets, groups if any_group else None, duplicates, questions if any_question else None)
 
 
 def write_text_pairs_jsonl(path: str | Path, rows) -> int:
-    """Write dicts with input, target[, group] as JSONL; returns the number of rows."""
+    """Write dicts with input, target[, group, question] as JSONL; returns the number of rows."""
     n = 0
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:

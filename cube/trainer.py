@@ -80,11 +80,20 @@ def lr_at(step: int, total_steps: int, cfg: TrainConfig) -> float:
     return cfg.learning_rate * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def _batches(n: int, batch_size: int, seed: int, epoch: int, pool: np.ndarray | None = None) -> Iterable[torch.Tensor]:
-    """Shuffled batches of the n training pairs, or of the pairs in `pool` (a curriculum's)."""
+def _batches(n: int, batch_size: int, seed: int, epoch: int, pool: np.ndarray | None = None,
+             weights: torch.Tensor | None = None) -> Iterable[torch.Tensor]:
+    """Shuffled batches of the n training pairs, or of the pairs in `pool` (a curriculum's). With
+    sample weights, as many draws with replacement, each pair in proportion to its weight."""
     # The shuffle depends only on (seed, epoch): a resumed run sees the same batches.
     gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    perm = torch.randperm(n, generator=gen) if pool is None else torch.as_tensor(pool)[torch.randperm(len(pool), generator=gen)]
+    candidates = torch.arange(n) if pool is None else torch.as_tensor(pool)
+    if weights is None:
+        perm = candidates[torch.randperm(len(candidates), generator=gen)]
+    else:
+        w = weights[candidates]
+        if not w.sum() > 0:
+            raise ValueError("every pair this epoch may draw has sample weight 0")
+        perm = candidates[torch.multinomial(w, len(candidates), True, generator=gen)]
     for start in range(0, len(perm), batch_size):
         yield perm[start : start + batch_size]
 
@@ -125,11 +134,14 @@ def fit(
     step_every: int = 25,
     fingerprint: str = "",
     difficulty: np.ndarray | None = None,
+    sample_weights: np.ndarray | None = None,
 ) -> TrainResult:
     """Train `model` in place; on return it holds the best validation epoch's weights.
 
     `difficulty` (one number per training pair, higher = harder) orders a curriculum; without it a
-    curriculum computes one from the pairs (see cube/curriculum.py).
+    curriculum computes one from the pairs (see cube/curriculum.py). `sample_weights` (one
+    non-negative number per training pair) makes an epoch draw pairs in proportion to them instead
+    of visiting each once.
 
     `fingerprint` names the run (config and data); a checkpoint written under another fingerprint is
     refused rather than silently resumed."""
@@ -140,6 +152,11 @@ def fit(
     x_tr = torch.as_tensor(np.asarray(train[0], dtype=np.float32))
     y_tr = torch.as_tensor(np.asarray(train[1], dtype=np.float32))
     x_va, y_va = np.asarray(val[0], dtype=np.float32), np.asarray(val[1], dtype=np.float32)
+    weights = None
+    if sample_weights is not None:
+        weights = torch.as_tensor(np.asarray(sample_weights, dtype=np.float64))
+        if weights.shape != (len(x_tr),) or not torch.isfinite(weights).all() or (weights < 0).any() or weights.sum() <= 0:
+            raise ValueError(f"sample_weights must be {len(x_tr)} non-negative numbers, not all zero")
     loss_fn = make_loss(cfg.loss, cfg.temperature, cfg.triplet_margin)
     sampler = _negative_sampler(x_tr, y_tr, cfg, device)
     # A model may give its parameters per-group weight decay (the cube's io_weight_decay).
@@ -175,7 +192,7 @@ def fit(
         # Mined from the model as it starts the epoch, so a resumed run mines the same negatives.
         mined = sampler.mine(predict(model, x_tr, device=device)) if sampler else None
         pool = curriculum.pairs(state.epoch) if curriculum else None
-        for idx in _batches(len(x_tr), cfg.batch_size, cfg.seed, state.epoch, pool):
+        for idx in _batches(len(x_tr), cfg.batch_size, cfg.seed, state.epoch, pool, weights):
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(state.step, total_steps, cfg)
             xb, yb = x_tr[idx].to(device, non_blocking=True), y_tr[idx].to(device, non_blocking=True)

@@ -54,7 +54,7 @@ def resolve_split(body: TrainingJobCreate) -> dict[str, Any]:
 
     fraction = body.validation.fraction
     test = body.validation.test_fraction if body.validation.test_fraction is not None else fraction
-    split = {"val_fraction": fraction, "test_fraction": test, "seed": body.seed}
+    split = {"val_fraction": fraction, "test_fraction": test, "seed": body.seed, "eval_filter": body.validation.eval_filter}
     try:
         SplitConfig.from_dict(split)
     except ConfigError as exc:

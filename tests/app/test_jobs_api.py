@@ -47,6 +47,10 @@ def test_create_commits_then_enqueues_by_name(client, dataset):
     ({"hyperparameters": {"n_epochs": "abc"}}, 422, "hyperparameters"),
     ({"hyperparameters": {"device": "tpu"}}, 422, "hyperparameters"),
     ({"architecture": {"kind": "mlp", "hidden": -1}}, 422, "architecture"),
+    ({"architecture": {"kind": "resmlp", "input_norm": True}}, 422, "architecture"),
+    ({"validation": {"eval_filter": "answers"}}, 400, "validation.eval_filter"),
+    ({"hyperparameters": {"tuning_budget": 0}}, 422, "hyperparameters"),
+    ({"hyperparameters": {"source_weights": [-1.0]}}, 422, "hyperparameters"),
 ])
 def test_invalid_jobs_are_refused_before_anything_is_queued(client, dataset, body_update, status, param):
     c, sent = client
@@ -54,6 +58,18 @@ def test_invalid_jobs_are_refused_before_anything_is_queued(client, dataset, bod
     assert r.status_code == status, r.text
     assert r.json()["error"]["param"] == param
     assert sent.sent == [] and c.get("/v1/training-jobs").json()["data"] == []
+
+
+def test_tuning_budget_residual_mlp_and_question_scoring_are_job_settings(client, dataset):
+    c, _ = client
+    body = job_body(dataset, architecture={"kind": "resmlp", "hidden": 16}, validation={"eval_filter": "question"},
+                    hyperparameters={"n_epochs": 2, "tuning_budget": 1})
+    r = c.post("/v1/training-jobs", json=body)
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert job["architecture"]["kind"] == "resmlp" and job["hyperparameters"]["tuning_budget"] == 1
+    assert job["validation"]["eval_filter"] == "question"
+    assert c.post("/v1/training-jobs", json=job_body(dataset)).json()["hyperparameters"]["tuning_budget"] == 3
 
 
 def test_unknown_dataset_is_404(client):

@@ -10,7 +10,9 @@ CUBE = {"d_in": 12, "d_out": 10, "grid": [2, 3, 2], "channels": 3, "hidden": 8, 
 
 
 @pytest.mark.parametrize("arch, config", [("cube", CUBE), ("linear", {"d_in": 12, "d_out": 10}),
-                                          ("mlp", {"d_in": 12, "d_out": 10, "hidden": 7})])
+                                          ("mlp", {"d_in": 12, "d_out": 10, "hidden": 7}),
+                                          ("mlp", {"d_in": 12, "d_out": 10, "hidden": 7, "input_norm": True}),
+                                          ("resmlp", {"d_in": 12, "d_out": 10, "hidden": 7})])
 def test_round_trip_is_bit_identical(tmp_path, arch, config):
     torch.manual_seed(0)
     model = build_model(arch, config).eval()

@@ -35,10 +35,14 @@ def test_train_writes_the_report_with_every_baseline_and_transform_uses_the_mode
     assert status == 0, err
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert set(report["n"]) == {"train", "val", "test"} and sum(report["n"].values()) == 600
-    assert set(report["methods"]) == {"cube", "identity", "mean", "ridge", "procrustes", "linear", "mlp"}
+    assert set(report["methods"]) == {"cube", "identity", "mean", "ridge", "procrustes", "linear", "mlp", "resmlp"}
     for metrics in report["methods"].values():
         assert {"recall_at_1", "recall_at_10", "mrr", "mean_cosine", "centered_cosine"} <= set(metrics)
     assert report["model"]["config"]["grid"] == [2, 2, 2]
+    # The default tuning budget, the same for every trained method, and what each chose.
+    assert report["tuning"]["budget"] == 3 and set(report["tuning"]["chosen"]) == {"cube", "linear", "mlp", "resmlp"}
+    assert all(len(c["trials"]) == 3 for c in report["tuning"]["chosen"].values())
+    assert "chosen learning rate" in out
     assert "cube (trained)" in out and "procrustes" in out
     assert (tmp_path / "run" / "report.md").is_file() and (tmp_path / "run" / "training.png").is_file()
 

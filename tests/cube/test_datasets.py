@@ -56,3 +56,26 @@ def test_cube_data_chitchat(tmp_path):
     assert all(q.endswith("?") for q in tp.inputs[:200])
     assert all(len(a.split()) >= 3 for a in tp.targets[:200])
     assert len(set(tp.groups)) > 2_000  # about 3,200 of the 7,168 chats hold a question -> reply pair
+
+
+def test_cube_data_chitchat_all_pairs_marks_the_question_turns(tmp_path):
+    pytest.importorskip("chitchat_dataset")
+    from app.cli import main
+
+    questions, every = tmp_path / "q.jsonl", tmp_path / "all.jsonl"
+    assert main(["data", "chitchat", "--out", str(questions)]) == 0
+    assert main(["data", "chitchat", "--pairs", "all", "--out", str(every)]) == 0
+    q, a = load_text_pairs(questions), load_text_pairs(every)
+    assert 100_000 < len(a) < 140_000 and a.question is not None and a.groups is not None
+    assert all(flag == text.endswith("?") for flag, text in zip(a.question, a.inputs))
+    assert all(len(t.split()) >= 3 for t in a.targets)
+    # The question rows of the full export are exactly the default export, with the same groups.
+    marked = {(x, y, g) for x, y, g, f in zip(a.inputs, a.targets, a.groups, a.question) if f}
+    assert marked == set(zip(q.inputs, q.targets, q.groups)) and all(q.question)
+
+
+def test_pairs_option_is_for_chitchat_only(tmp_path, capsys):
+    from app.cli import main
+
+    assert main(["data", "wordnet", "--pairs", "all", "--out", str(tmp_path / "w.jsonl")]) != 0
+    assert "--pairs applies to chitchat only" in capsys.readouterr().err

@@ -9,7 +9,8 @@ def test_cube_beats_ridge_on_a_nonlinear_map(tmp_path):
     run = RunConfig(
         arch="cube",
         model={"grid": [2, 2, 4], "channels": 8, "hidden": 32, "steps": 2},
-        train=TrainConfig(n_epochs=25, batch_size=64, learning_rate=3e-3, early_stopping_patience=0),
+        train=TrainConfig(n_epochs=25, batch_size=64, learning_rate=3e-3, early_stopping_patience=0,
+                          tuning_budget=1),
         split=SplitConfig(val_fraction=0.1, test_fraction=0.15),
     )
     report = run_experiment(data, run, tmp_path).report
@@ -18,5 +19,5 @@ def test_cube_beats_ridge_on_a_nonlinear_map(tmp_path):
     assert cube["recall_at_1"] > ridge["recall_at_1"] + 0.3, report["methods"]
     assert cube["recall_at_1"] > 0.5
     # every baseline is in the report, judged on the same test split
-    assert {"identity", "mean", "ridge", "procrustes", "linear", "mlp"} <= set(report["methods"])
+    assert {"identity", "mean", "ridge", "procrustes", "linear", "mlp", "resmlp"} <= set(report["methods"])
     assert (tmp_path / "model" / "model.safetensors").is_file()

@@ -16,8 +16,8 @@ TINY_CUBE = {"grid": [2, 2, 2], "channels": 4, "steps": 2, "hidden": 8}
 
 
 def tiny_run(**train):
-    return RunConfig(arch="cube", model=dict(TINY_CUBE),
-                     train=TrainConfig(n_epochs=2, batch_size=64, device="cpu", **train), split=SplitConfig())
+    train = {"n_epochs": 2, "batch_size": 64, "device": "cpu", "tuning_budget": 1, **train}
+    return RunConfig(arch="cube", model=dict(TINY_CUBE), train=TrainConfig(**train), split=SplitConfig())
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def same_dim_report(tmp_path_factory):
 def test_every_baseline_is_in_the_report(same_dim_report):
     result, out = same_dim_report
     methods = result.report["methods"]
-    assert set(methods) == {"cube", "linear", "mlp", "ridge", "procrustes", "identity", "mean"}
+    assert set(methods) == {"cube", "linear", "mlp", "resmlp", "ridge", "procrustes", "identity", "mean"}
     for metrics in methods.values():
         assert {"recall_at_1", "recall_at_10", "mrr", "mean_cosine", "centered_cosine", "constant_cosine",
                 "output_spread"} <= set(metrics)
@@ -42,7 +42,7 @@ def test_every_baseline_is_in_the_report(same_dim_report):
 def test_seeds_give_intervals_for_trained_methods_only(same_dim_report):
     result, _ = same_dim_report
     intervals = result.report["intervals"]
-    assert set(intervals) == {"cube", "linear", "mlp"}
+    assert set(intervals) == {"cube", "linear", "mlp", "resmlp"}
     for name, ci in intervals.items():
         low, high = ci["recall_at_10"]
         assert low <= result.report["methods"][name]["recall_at_10"] <= high
@@ -60,7 +60,7 @@ def test_mlp_is_parameter_matched_and_ridge_lambda_recorded(same_dim_report):
 def test_markdown_and_plot(same_dim_report):
     _, out = same_dim_report
     md = (out / "report.md").read_text()
-    for name in ("cube (trained)", "linear", "mlp", "ridge", "procrustes", "identity", "mean"):
+    for name in ("cube (trained)", "linear", "mlp", "resmlp", "ridge", "procrustes", "identity", "mean"):
         assert f"| {name} |" in md
     assert "±" in md and "constant predictor" in md and "2 seeds" in md
     assert (out / "training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -73,7 +73,7 @@ def test_different_dims_drop_identity_and_procrustes(tmp_path):
     run = tiny_run()
     run.model.update(d_in=10, d_out=6)
     result = run_experiment(PairData(x, y), run, tmp_path, seeds=1)
-    assert set(result.report["methods"]) == {"cube", "linear", "mlp", "ridge", "mean"}
+    assert set(result.report["methods"]) == {"cube", "linear", "mlp", "resmlp", "ridge", "mean"}
     assert result.report["intervals"] == {}
     assert "| identity |" not in markdown_table(result.report)
 

@@ -124,3 +124,28 @@ def test_split_without_groups_keeps_a_repeated_input_on_one_side():
     split = split_pairs(data, SplitConfig(seed=0))
     sides = [{row.tobytes() for row in x[idx]} for idx in (split.train, split.val, split.test)]
     assert not (sides[0] & sides[1]) and not (sides[0] & sides[2]) and not (sides[1] & sides[2])
+
+
+def test_question_flag_from_jsonl_and_csv(tmp_path):
+    flagged = [{**r, "question": i % 2 == 0} for i, r in enumerate(rows())]
+    tp = load_text_pairs(write_jsonl(tmp_path / "q.jsonl", flagged))
+    assert tp.question == [i % 2 == 0 for i in range(25)]
+    assert load_text_pairs(write_jsonl(tmp_path / "n.jsonl", rows())).question is None
+    csv = "input,target,question\n" + "".join(f"q{i}?,answer {i},{['true', '0', 'FALSE', '1'][i % 4]}\n" for i in range(25))
+    (tmp_path / "q.csv").write_text(csv)
+    assert load_text_pairs(tmp_path / "q.csv").question == [i % 4 in (0, 3) for i in range(25)]
+
+
+@pytest.mark.parametrize("value, fragment", [("yes", "must be true or false"), (1, "must be true or false")])
+def test_question_flag_errors_name_the_line(tmp_path, value, fragment):
+    bad = rows()
+    bad = [{**r, "question": True} for r in bad]
+    bad[4]["question"] = value
+    with pytest.raises(PairFileError, match=fragment) as exc:
+        load_text_pairs(write_jsonl(tmp_path / "b.jsonl", bad))
+    assert exc.value.line == 5 and exc.value.field == "question"
+    half = rows()
+    half[0]["question"] = True
+    with pytest.raises(PairFileError, match="every row or on none") as exc:
+        load_text_pairs(write_jsonl(tmp_path / "h.jsonl", half))
+    assert exc.value.line == 2 and exc.value.field == "question"

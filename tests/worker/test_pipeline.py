@@ -48,7 +48,7 @@ def test_job_runs_to_a_model_version(client, settings, new_job):
     assert kinds.count("metrics") == 3
     v = c.get("/v1/models/pipe/versions/1").json()
     assert v["source_job_id"] == job_id and v["id"] == job["model_version_id"] and (v["dim_in"], v["dim_out"]) == (16, 16)
-    assert {"cube", "ridge", "mean", "linear", "mlp", "identity", "procrustes"} <= set(v["evaluation"]["methods"])
+    assert {"cube", "ridge", "mean", "linear", "mlp", "resmlp", "identity", "procrustes"} <= set(v["evaluation"]["methods"])
     # A duplicate delivery after success changes nothing.
     assert training.run_job(settings, job_id, "w2").outcome == "finished"
     assert versions(settings, job_id) == 1
