@@ -106,10 +106,10 @@ def run_experiment(
     info: dict[str, Any] = {}
     tuning: dict[str, Any] = {}
 
-    def train_seeds(arch: str, config: dict[str, Any], **first_run: Any) -> list[tuple[torch.nn.Module, TrainResult]]:
+    def train_seeds(arch: str, config: dict[str, Any], what: str, **first_run: Any) -> list[tuple[torch.nn.Module, TrainResult]]:
         """Tune the learning rate on the first seed (validation only), then train the other seeds at
         the chosen rate. `first_run` (callbacks, checkpoints) goes to the first seed's first trial."""
-        log(f"training {arch}: {parameter_count(build_model(arch, config)):,} parameters, "
+        log(f"training {what}: {parameter_count(build_model(arch, config)):,} parameters, "
             f"learning rates {', '.join(f'{lr:g}' for lr in learning_rate_grid(run.train))}")
         tuned = tune(lambda: build_model(arch, config), train, val, run.train, should_stop=should_stop, log=log,
                      difficulty=tr.difficulty, sample_weights=weights, **first_run)
@@ -132,7 +132,7 @@ def run_experiment(
     # The model the user asked for: its first run carries callbacks and checkpoints (resumable).
     model_config = {"d_in": data.dim_in, "d_out": data.dim_out, **MODEL_DEFAULTS.get(run.arch, {}), **run.model}
     run_id = fingerprint(data, run, model_config)
-    main_model, main_result = train_seeds(run.arch, model_config, callbacks=callbacks,
+    main_model, main_result = train_seeds(run.arch, model_config, run.arch, callbacks=callbacks,
                                           checkpoint_dir=checkpoint_dir, fingerprint=run_id)[0]
     info[run.arch] = {"parameters": parameter_count(main_model), "flops_per_sample": flops_per_sample(main_model),
                       "best_epoch": main_result.best_epoch, "epochs_run": main_result.epochs_run}
@@ -151,7 +151,7 @@ def run_experiment(
         if arch == run.arch:
             continue
         config = {"d_in": data.dim_in, "d_out": data.dim_out, **extra}
-        model, result = train_seeds(arch, config)[0]
+        model, result = train_seeds(arch, config, f"baseline {arch}")[0]
         info[arch] = {"parameters": parameter_count(model), **extra, "best_epoch": result.best_epoch}
 
     methods, intervals = {}, {}

@@ -108,7 +108,8 @@ class Service:
     def submit(self, dataset_id: str, arch=TINY_CUBE, n_epochs=3, model="e2e") -> str:
         r = self.client.post("/v1/training-jobs", json={
             "dataset_id": dataset_id, "model": model, "architecture": arch,
-            "hyperparameters": {"n_epochs": n_epochs, "early_stopping_patience": 0}})
+            # One learning rate: these tests are about the service, not the tuning (tests/cube/test_tuning.py).
+            "hyperparameters": {"n_epochs": n_epochs, "early_stopping_patience": 0, "tuning_budget": 1}})
         assert r.status_code == 202, r.text
         return r.json()["id"]
 

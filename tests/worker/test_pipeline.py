@@ -22,7 +22,7 @@ def new_job(client, pairs_npz):
         ds = c.post("/v1/datasets", files={"file": ("p.npz", pairs_npz.read_bytes())},
                     data={"kind": "embedding_pairs", "name": "pipe"}).json()["id"]
         body = {"dataset_id": ds, "architecture": TINY_CUBE,
-                "hyperparameters": {"n_epochs": n_epochs, "early_stopping_patience": 0}, **extra}
+                "hyperparameters": {"n_epochs": n_epochs, "early_stopping_patience": 0, "tuning_budget": 1}, **extra}
         r = c.post("/v1/training-jobs", json=body)
         assert r.status_code == 202, r.text
         return r.json()["id"]
