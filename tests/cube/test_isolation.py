@@ -25,10 +25,10 @@ def test_cube_imports_no_service_code():
 PUBLIC = {
     "ARCHITECTURES", "ArtifactError", "ConfigError", "CubeConfig", "CubeModel", "EpochReport",
     "ExperimentCancelled", "ExperimentResult", "Identity", "LinearMap", "MLPMap", "MeanTarget", "PairData",
-    "PairFileError", "Procrustes", "Ridge", "RunConfig", "Split", "SplitConfig", "StopTraining",
-    "TrainConfig", "TrainResult", "TrainedBaseline", "build_model", "cosine_loss", "evaluate_predictions",
-    "fit", "info_nce_loss", "load_model", "load_pairs_npz", "mse_loss", "predict", "retrieval_metrics",
-    "run_experiment", "save_model", "split_pairs", "validate_pairs",
+    "PairFileError", "Procrustes", "Ridge", "ResidualMLP", "RunConfig", "Split", "SplitConfig", "StopTraining",
+    "TrainConfig", "TrainResult", "Tuned", "build_model", "cosine_loss", "evaluate_predictions",
+    "fit", "info_nce_loss", "learning_rate_grid", "load_model", "load_pairs_npz", "mse_loss", "predict",
+    "retrieval_metrics", "run_experiment", "save_model", "split_pairs", "tune", "validate_pairs",
 }
 
 
