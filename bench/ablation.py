@@ -186,6 +186,9 @@ def main() -> None:
     ap.add_argument("--rows", nargs="*", default=None, help="only these rows (default: all)")
     ap.add_argument("--full", nargs="*", default=["cube + all methods"],
                     help="rows that reuse a base's rate but still run every seed")
+    ap.add_argument("--runs", nargs="*", default=None, metavar="LR:SEED",
+                    help="only these (learning rate, seed) runs of the selected rows, e.g. to run a row's tries "
+                         "in parallel processes")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--report", action="store_true", help="print the table from OUT/runs.jsonl and exit")
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench-ablation"))
@@ -277,7 +280,9 @@ def main() -> None:
 
         def run_once(lr: float, seed: int) -> None:
             key = run_key(name, seed, lr)
-            if key in done:
+            # Other processes may share OUT (rows run in parallel): read what they finished.
+            done.update({run_key(r["row"], r["seed"], r["learning_rate"]): r for r in load_runs(runs_path)})
+            if key in done or (args.runs is not None and f"{lr:g}:{seed}" not in args.runs):
                 return
             entry = {"row": name, "arch": arch, "settings": spec["settings"], "extra": spec["extra"], "seed": seed,
                      **train_run(arch, model_cfg, replace(cfg, learning_rate=lr, seed=seed), train, va, te, target_mean, weights)}
@@ -290,6 +295,8 @@ def main() -> None:
         for lr in lrs:  # seed 0 at every rate of the budget
             run_once(lr, 0)
         chosen = best_lr(done.values(), name)
+        if args.runs is not None and chosen is None:
+            continue
         for seed in seeds:
             run_once(chosen, seed)
     print_report(list(done.values()))
