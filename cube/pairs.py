@@ -209,7 +209,7 @@ def save_pairs_npz(path: str | Path, data: PairData) -> None:
 def concat_pairs(parts: list[PairData]) -> PairData:
     """Several pair sets as one, each pair keeping its `source` (the index of its part). Groups are
     shared: the same group name in two files is one group, on one side of the split. A pair whose
-    input and target both repeat an earlier one's is dropped (the earlier source keeps it, marked
+    input and target both repeat a pair of an earlier file is dropped (the earlier source keeps it, marked
     `question` if any copy is), so a file of question turns and a file of all turns of the same
     chats can be combined. Rows of a part without `question` and without a marked copy elsewhere
     count as not question turns; `difficulty` is kept only if every part has it."""
@@ -228,13 +228,19 @@ def concat_pairs(parts: list[PairData]) -> PairData:
     difficulty = None
     if all(p.difficulty is not None for p in parts):
         difficulty = np.concatenate([p.difficulty for p in parts])
-    keys = [hashlib.blake2b(a.tobytes() + b.tobytes(), digest_size=16).digest() for a, b in zip(x, y)]
-    _, first, inverse = np.unique(np.array(keys), return_index=True, return_inverse=True)
+    keys = np.array([hashlib.blake2b(a.tobytes() + b.tobytes(), digest_size=16).digest() for a, b in zip(x, y)])
+    keep = np.ones(len(x), bool)
+    seen: set[bytes] = set()
+    for i in range(len(parts)):  # a repeat inside one file stays (its loader already chose to keep it)
+        rows = np.flatnonzero(source == i)
+        keep[rows] = [k not in seen for k in keys[rows]]
+        seen.update(keys[rows].tolist())
     if question is not None:  # a repeated pair is a question turn if any file marks it so
-        marked = np.zeros(len(first), bool)
+        _, inverse = np.unique(keys, return_inverse=True)
+        marked = np.zeros(int(inverse.max()) + 1, bool)
         np.logical_or.at(marked, inverse, question)
         question = marked[inverse]
-    return PairData(x, y, groups, difficulty, question, source).subset(np.sort(first))
+    return PairData(x, y, groups, difficulty, question, source).subset(np.flatnonzero(keep))
 
 
 @dataclass

@@ -63,6 +63,10 @@ def test_concat_keeps_sources_shares_groups_and_drops_repeats(tmp_path):
     assert set(merged.groups) == set(every.groups)
     save_pairs_npz(tmp_path / "p.npz", every)
     assert np.array_equal(load_pairs_npz(tmp_path / "p.npz").question, every.question)
+    # A repeat inside one file is that file's business (its loader kept it): only later files lose theirs.
+    twice = questions.subset(np.r_[np.arange(len(questions)), 0])
+    again = concat_pairs([twice, every])
+    assert (again.source == 0).sum() == len(questions) + 1 and (again.source == 1).sum() == (~every.question).sum()
     with pytest.raises(PairFileError, match="different dimensions"):
         concat_pairs([every, chats(dim=4)])
 
