@@ -3,7 +3,7 @@
     cube train | transform | synth      offline (cube.commands)
     cube up [--host --port --data-dir]  embedded service: migrations + one worker + the API
     cube api [--host --port]            the API only (production: many replicas)
-    cube worker [--concurrency ...]     one Celery worker on the training queue
+    cube worker [--device cuda ...]     one Celery worker on a device's queue (training.cpu, training.cuda)
     cube db upgrade | current           Alembic migrations
     cube keys create | list | revoke    API keys (the secret is printed once, as the last word)
 
@@ -37,7 +37,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from app.serve import run_worker
 
-    run_worker(args.concurrency, args.pool, args.max_tasks_per_child, args.loglevel)
+    run_worker(args.concurrency, args.pool, args.max_tasks_per_child, args.loglevel, args.device)
     return 0
 
 
@@ -101,7 +101,9 @@ def add_service_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.set_defaults(func=cmd_api)
 
-    p = sub.add_parser("worker", help="run a Celery worker on the training queue")
+    p = sub.add_parser("worker", help="run a Celery worker on a device's training queue")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help="the jobs it takes: those created with this device (queue training.<device>)")
     p.add_argument("--concurrency", type=int, default=1, help="jobs at once (GPU workers: 1 per GPU)")
     p.add_argument("--pool", default="prefork", choices=["prefork", "solo", "threads"])
     p.add_argument("--max-tasks-per-child", type=int, default=None, help="GPU workers: 1 frees the CUDA allocator")

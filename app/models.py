@@ -40,7 +40,7 @@ class Dataset(Base):
     dim_in: Mapped[int | None] = mapped_column(Integer)
     dim_out: Mapped[int | None] = mapped_column(Integer)
     teacher: Mapped[str | None] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(20))               # validating | ready | failed
+    status: Mapped[str] = mapped_column(String(20))               # app.jobs.states.DatasetStatus
     error: Mapped[str | None] = mapped_column(Text)
     storage_key: Mapped[str] = mapped_column(String(300))         # the uploaded file
     pairs_key: Mapped[str | None] = mapped_column(String(300))    # embedding pairs the trainer reads
@@ -61,9 +61,11 @@ class TrainingJob(Base):
     hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSON)
     split: Mapped[dict[str, Any]] = mapped_column(JSON)
     seed: Mapped[int] = mapped_column(Integer, default=0)
-    status: Mapped[str] = mapped_column(String(20), index=True)
+    status: Mapped[str] = mapped_column(String(20), index=True)  # app.jobs.states
+    device: Mapped[str] = mapped_column(String(10), default="cpu", server_default="cpu")  # cpu | cuda: the queue it goes to
     attempt: Mapped[int] = mapped_column(Integer, default=0)
-    worker: Mapped[str | None] = mapped_column(String(200))
+    worker: Mapped[str | None] = mapped_column(String(200))       # the Celery node name of the attempt's worker
+    sent_at: Mapped[float | None] = mapped_column(Float)          # last (re-)send by the lifecycle; None: at creation
     heartbeat_at: Mapped[float | None] = mapped_column(Float)
     epoch: Mapped[int] = mapped_column(Integer, default=0)
     n_epochs: Mapped[int] = mapped_column(Integer)
@@ -113,6 +115,7 @@ class JobCheckpoint(Base):
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("training_jobs.id", ondelete="CASCADE"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # written by this attempt
     epoch: Mapped[int] = mapped_column(Integer)
     step: Mapped[int] = mapped_column(Integer)
     storage_key: Mapped[str] = mapped_column(String(300))
@@ -186,3 +189,16 @@ class ApiKey(Base):
     scope: Mapped[str] = mapped_column(String(20))                # train | transform | admin
     created_at: Mapped[float] = mapped_column(Float, default=now)
     revoked_at: Mapped[float | None] = mapped_column(Float)
+
+
+class Worker(Base):
+    """A running worker, refreshed by its main process (app.jobs.workers)."""
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)   # Celery node name, e.g. cube@host-1234
+    device: Mapped[str] = mapped_column(String(10))                    # cpu | cuda
+    queue: Mapped[str] = mapped_column(String(200))
+    host: Mapped[str] = mapped_column(String(300))                     # hostname/pid-namespace (app.jobs.workers.host_id)
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[float] = mapped_column(Float, default=now)
+    last_seen: Mapped[float] = mapped_column(Float, default=now, index=True)

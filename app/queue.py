@@ -13,6 +13,7 @@ from app.settings import Settings
 
 TRAIN_TASK = "cube.train_job"
 ENCODE_TASK = "cube.encode_dataset"
+DEVICES = ("cpu", "cuda")  # a job's device picks its queue; `cube worker --device` picks what a worker takes
 
 TRANSPORT_ALIASES.setdefault("cubesqla", "app.sql_broker:Transport")
 
@@ -20,6 +21,13 @@ TRANSPORT_ALIASES.setdefault("cubesqla", "app.sql_broker:Transport")
 def broker_url(settings: Settings) -> str:
     url = settings.broker
     return "cubesqla+" + url.removeprefix("sqla+") if url.startswith("sqla+") else url
+
+
+def device_queue(settings: Settings, device: str) -> str:
+    """The queue of one device kind: training.cpu, training.cuda. Text encoding runs on CPU workers."""
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    return f"{settings.training_queue}.{device}"
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -41,8 +49,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "task_ignore_result": True,  # state lives in SQL, never in a result backend
-        "task_default_queue": settings.training_queue,
-        "task_routes": {TRAIN_TASK: {"queue": settings.training_queue}, ENCODE_TASK: {"queue": settings.training_queue}},
+        "task_default_queue": device_queue(settings, "cpu"),
+        "task_routes": {ENCODE_TASK: {"queue": device_queue(settings, "cpu")}},
         "task_soft_time_limit": settings.job_soft_time_limit,
         "task_time_limit": settings.job_soft_time_limit + settings.job_time_limit_grace,
         "task_serializer": "json",
@@ -66,10 +74,21 @@ def producer(settings: Settings):
     return _clients[key]
 
 
-def enqueue(settings: Settings, task: str, *args: Any, countdown: float | None = None) -> None:
-    """Send `task(*args)` to the training queue. Call only after the row it names is committed."""
-    client = producer(settings)
-    client.send_task(task, args=list(args), queue=settings.training_queue, countdown=countdown)
+def enqueue(settings: Settings, task: str, *args: Any, device: str = "cpu") -> None:
+    """Send `task(*args)` to the device's queue. Call only after the row it names is committed."""
+    producer(settings).send_task(task, args=list(args), queue=device_queue(settings, device))
+
+
+def queue_depth(settings: Settings, device: str, timeout: float = 2.0) -> int | None:
+    """Messages waiting in the device's queue (not those a worker holds); None if the broker cannot say."""
+    from kombu import Connection
+
+    try:
+        with Connection(broker_url(settings), transport_options=celery_config(settings)["broker_transport_options"],
+                        connect_timeout=timeout) as conn:
+            return conn.default_channel.queue_declare(device_queue(settings, device)).message_count
+    except Exception:  # unreachable or unknown: recovery then treats the queue as empty
+        return None
 
 
 def broker_reachable(settings: Settings, timeout: float = 2.0) -> bool:

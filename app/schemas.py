@@ -94,6 +94,7 @@ class TrainingJobCreate(BaseModel):
     hyperparameters: dict[str, Any] = Field(default_factory=dict, description=HYPERPARAMETERS_DOC)
     validation: Validation = Field(default_factory=Validation)
     seed: int = Field(0, ge=0, lt=2**31)
+    device: Literal["cpu", "cuda"] = "cpu"  # the queue it goes to: only workers of this kind take it
     model: str | None = Field(None, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     metadata: dict[str, Any] | None = None
 
@@ -128,6 +129,7 @@ class TrainingJobOut(BaseModel):
     hyperparameters: dict[str, Any]
     validation: dict[str, Any]
     seed: int
+    device: str
     status: str
     progress: Progress
     estimated_finish: int | None
@@ -147,7 +149,7 @@ class TrainingJobOut(BaseModel):
         return cls(
             id=j.id, created_at=int(j.created_at), dataset_id=j.dataset_id, model=j.model_name, mode=j.mode,
             architecture={"kind": j.arch, **j.model_config_}, hyperparameters=j.hyperparameters, validation=j.split,
-            seed=j.seed, status=j.status,
+            seed=j.seed, device=j.device, status=j.status,
             progress=Progress(epoch=j.epoch, n_epochs=j.n_epochs, step=j.step, total_steps=j.total_steps,
                               fraction=round(fraction, 4)),
             estimated_finish=as_int(j.estimated_finish), metrics=j.metrics, attempt=j.attempt,

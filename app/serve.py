@@ -32,15 +32,17 @@ def run_api(settings: Settings, host: str, port: int) -> None:
                 log_config=log_config(settings.log_level), access_log=False)
 
 
-def run_worker(concurrency: int, pool: str, max_tasks_per_child: int | None, loglevel: str) -> None:
-    from worker.celery_app import celery_app
+def run_worker(concurrency: int, pool: str, max_tasks_per_child: int | None, loglevel: str, device: str = "cpu") -> None:
+    """A Celery worker on the device's queue (training.cpu or training.cuda), named cube-<device>@host-pid."""
+    from app.queue import device_queue
+    from worker import celery_app
 
     settings = get_settings()
-    argv = ["worker", "-Q", settings.training_queue, "-c", str(concurrency), "-P", pool, "-l", loglevel,
-            "--without-gossip", "--without-mingle", "-n", f"cube@%h-{os.getpid()}"]
+    argv = ["worker", "-Q", device_queue(settings, device), "-c", str(concurrency), "-P", pool, "-l", loglevel,
+            "--without-gossip", "--without-mingle", "-n", f"cube-{device}@%h-{os.getpid()}"]
     if max_tasks_per_child:
         argv += ["--max-tasks-per-child", str(max_tasks_per_child)]
-    celery_app.worker_main(argv)
+    celery_app.start(argv, device)
 
 
 def banner(settings: Settings, host: str, port: int) -> str:
@@ -79,31 +81,51 @@ def up(host: str, port: int, data_dir: str | None) -> int:
     settings = quickstart_settings(get_settings(), host)
     migrate(settings)
     print(banner(settings, host, port), flush=True)
+    # Its own process group: the terminal's Ctrl-C reaches only `cube up`, which then stops the
+    # worker and its pool children together (stop_worker), whatever state they are in.
     # Bandit B603/B404: our own worker, started from sys.executable with fixed arguments and no shell.
     worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--loglevel", "warning"], env=os.environ.copy(),  # nosec B603
-                              preexec_fn=die_with_parent if sys.platform == "linux" else None)
+                              preexec_fn=die_with_parent if sys.platform == "linux" else None, start_new_session=True)
+    # uvicorn shuts down on SIGTERM and then raises it again; by default that would end this
+    # process before the `finally` below, leaving the worker behind. Exit cleanly instead.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     try:
         run_api(settings, host, port)
     finally:
-        stop_process(worker)
+        for sig in (signal.SIGTERM, signal.SIGINT):  # a second signal must not cut the worker's stop short
+            signal.signal(sig, signal.SIG_IGN)
+        stop_worker(worker)
     return 0
 
 
+def _exit_cleanly(signum, frame) -> None:
+    raise SystemExit(0)
+
+
 def die_with_parent() -> None:
-    """In the worker child (Linux): get SIGTERM when `cube up` dies, even by SIGKILL, so no worker is
-    left running without its API. SIGTERM is Celery's warm shutdown: the job is handed back."""
+    """In the worker child (Linux): get SIGQUIT when `cube up` dies, even by SIGKILL, so no worker is
+    left running without its API. SIGQUIT is Celery's cold shutdown: the pool children are stopped
+    too, and the job they ran is resumed from its checkpoint by the next worker."""
     import ctypes
 
     PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGQUIT)
 
 
-def stop_process(proc: subprocess.Popen, grace: float = 20.0) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)  # Celery's warm shutdown: finish or hand back the current task
+def stop_worker(proc: subprocess.Popen, warm: float = 10.0, cold: float = 10.0) -> None:
+    """Stop the worker and every process of its group, every time: SIGTERM (Celery's warm shutdown:
+    an idle worker exits at once), then SIGQUIT (cold: running jobs are stopped and resume from
+    their checkpoints later), then SIGKILL for whatever is left of the group (pool children too)."""
+    for sig, grace in ((signal.SIGTERM, warm), (signal.SIGQUIT, cold)):
+        if proc.poll() is not None:
+            break
+        proc.send_signal(sig)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            continue
     try:
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+        os.killpg(proc.pid, signal.SIGKILL)  # the group outlives its leader if a pool child was orphaned
+    except ProcessLookupError:
+        pass
+    proc.wait()

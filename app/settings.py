@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,7 +20,7 @@ class Settings(BaseSettings):
     broker_url: str | None = None          # default: sqla+sqlite:///<data_dir>/broker.db
     broker_key_prefix: str = ""            # Redis key prefix (lets several deployments share one Redis)
     storage_dir: Path | None = None        # default: <data_dir>/storage
-    training_queue: str = "training"
+    training_queue: str = "training"      # jobs go to <training_queue>.<device>: training.cpu, training.cuda
 
     # API keys (`cube keys create`) are required unless this is turned off; only `cube up` on a
     # loopback host turns it off by itself (and says so), for the embedded quickstart.
@@ -42,7 +42,9 @@ class Settings(BaseSettings):
 
     # Delivery guarantees (see docs/service.md, "Jobs and workers").
     max_attempts: int = 3                  # claims of one job before it is failed for good
-    job_lease_seconds: float = 600.0       # a running job whose heartbeat is older than this is presumed dead
+    heartbeat_seconds: float = 5.0         # a running job's heartbeat, a worker's registry row, and the recovery sweep
+    job_lease_seconds: float = 30.0        # a running job whose heartbeat is older than this is presumed dead
+    resend_after_seconds: float = 30.0     # a queued job nobody claimed this long, with an empty queue, is sent again
     visibility_timeout: int = 48 * 3600    # Redis: longer than the longest job, else it is redelivered while running
     job_soft_time_limit: int = 24 * 3600
     job_time_limit_grace: int = 300
@@ -56,6 +58,13 @@ class Settings(BaseSettings):
     test_hook_pause_before_register_commit: float = 0.0
 
     log_level: str = Field("info")
+
+    @model_validator(mode="after")
+    def _lease_outlasts_heartbeats(self) -> "Settings":
+        if not 0 < 3 * self.heartbeat_seconds <= self.job_lease_seconds:
+            raise ValueError(f"job_lease_seconds ({self.job_lease_seconds}) must be at least 3 heartbeats "
+                             f"(heartbeat_seconds {self.heartbeat_seconds}), or a slow beat presumes a live job dead")
+        return self
 
     @property
     def database(self) -> str:

@@ -28,6 +28,10 @@ class LocalStorage:
             raise StorageError(f"storage key {key!r} escapes the storage root")
         return path
 
+    def key_for(self, path: str | Path) -> str:
+        """The key of a file or directory under the root (the inverse of `local_path`)."""
+        return Path(path).resolve().relative_to(self.root).as_posix()
+
     def put_file(self, source: Path, key: str) -> Path:
         """Move a finished file into place atomically (same filesystem: a rename)."""
         dest = self.local_path(key)

@@ -7,7 +7,8 @@
     DIR/latest                            name of the newest complete checkpoint (atomic pointer)
 
 A checkpoint directory is complete before `latest` points at it, so a crash mid-save leaves the
-previous checkpoint usable. Only the newest `keep` checkpoints are kept.
+previous checkpoint usable. Only the newest `keep` checkpoints are kept; `save_checkpoint` says which
+it wrote and which it deleted, so a caller that lists checkpoints never reads this layout.
 """
 from __future__ import annotations
 
@@ -62,7 +63,8 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
 
 
 def save_checkpoint(directory: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    best_weights: dict[str, torch.Tensor], state: TrainState, keep: int = 2) -> Path:
+                    best_weights: dict[str, torch.Tensor], state: TrainState, keep: int = 2) -> tuple[Path, list[Path]]:
+    """Write the checkpoint of `state.epoch`; returns its directory and the older ones deleted."""
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
     name = f"epoch-{state.epoch:04d}"
@@ -81,9 +83,15 @@ def save_checkpoint(directory: str | Path, model: torch.nn.Module, optimizer: to
     pointer.write_text(name)
     os.replace(pointer, root / LATEST)
     by_epoch = sorted((p for p in root.glob("epoch-*") if p.is_dir()), key=lambda p: int(p.name.split("-")[1]))
-    for old in by_epoch[:-keep]:
+    removed = by_epoch[:-keep]
+    for old in removed:
         shutil.rmtree(old, ignore_errors=True)
-    return final
+    return final, removed
+
+
+def is_checkpoint(path: str | Path) -> bool:
+    """A complete checkpoint directory (what `save_checkpoint` returned, still on disk)."""
+    return (Path(path) / "state.json").is_file()
 
 
 def latest_checkpoint(directory: str | Path) -> Path | None:
@@ -91,7 +99,7 @@ def latest_checkpoint(directory: str | Path) -> Path | None:
     if not pointer.is_file():
         return None
     path = Path(directory) / pointer.read_text().strip()
-    return path if (path / "state.json").is_file() else None
+    return path if is_checkpoint(path) else None
 
 
 def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,

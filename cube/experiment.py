@@ -79,13 +79,16 @@ def run_experiment(
     seeds: int = 1,
     callbacks: Iterable[Any] = (),
     checkpoint_dir: str | Path | None = None,
+    resume_from: str | Path | None = None,
     log: Callable[[str], None] = lambda msg: None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> ExperimentResult:
     """Train `run.arch` and every baseline; write the model, report.json, report.md and the plot.
 
     Callbacks see the main model's epochs; `should_stop` is asked between the later stages (the
-    baselines train without callbacks), so a cancel request is honoured there too."""
+    baselines train without callbacks), so a cancel request is honoured there too. The main model
+    checkpoints into `checkpoint_dir` and resumes from `resume_from` (another directory's
+    checkpoint, e.g. an earlier attempt's) or else from `checkpoint_dir`'s newest."""
     if not isinstance(seeds, int) or seeds < 1:
         raise ConfigError(f"seeds must be a positive integer, got {seeds!r}")
     out = Path(out_dir)
@@ -133,7 +136,7 @@ def run_experiment(
     model_config = {"d_in": data.dim_in, "d_out": data.dim_out, **MODEL_DEFAULTS.get(run.arch, {}), **run.model}
     run_id = fingerprint(data, run, model_config)
     main_model, main_result = train_seeds(run.arch, model_config, run.arch, callbacks=callbacks,
-                                          checkpoint_dir=checkpoint_dir, fingerprint=run_id)[0]
+                                          checkpoint_dir=checkpoint_dir, resume_from=resume_from, fingerprint=run_id)[0]
     info[run.arch] = {"parameters": parameter_count(main_model), "flops_per_sample": flops_per_sample(main_model),
                       "best_epoch": main_result.best_epoch, "epochs_run": main_result.epochs_run}
 

@@ -5,8 +5,9 @@ The trainer knows nothing about the model beyond `model(x) -> y` and two optiona
 may define `param_groups(weight_decay)` (optimizer groups with their own weight decay) and
 `penalty()` (a regularisation term of its last training forward, added to the loss).
 
-It reports through callbacks: `on_epoch_end(EpochReport)` after every epoch (the service persists progress and metrics there, and
-raises `StopTraining` to honour a cancel request) and `on_step(step, total_steps)` every few steps.
+It reports through callbacks: `on_epoch_end(EpochReport)` after every epoch (the service persists
+progress, metrics and the checkpoints written and deleted there, and raises `StopTraining` to honour
+a cancel request) and `on_step(step, total_steps)` every few steps.
 """
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ class EpochReport:
     improved: bool
     seconds: float           # wall time of this epoch
     resumed_from: int | None = None  # set on the first epoch after a resume
+    checkpoint: Path | None = None   # the checkpoint written after this epoch (None without a checkpoint_dir)
+    removed_checkpoints: tuple[Path, ...] = ()  # older checkpoints deleted to keep only the newest few
 
 
 class Callback(Protocol):
@@ -131,6 +134,7 @@ def fit(
     callbacks: Iterable[Any] = (),
     checkpoint_dir: str | Path | None = None,
     resume: bool = True,
+    resume_from: str | Path | None = None,
     step_every: int = 25,
     fingerprint: str = "",
     difficulty: np.ndarray | None = None,
@@ -143,8 +147,9 @@ def fit(
     non-negative number per training pair) makes an epoch draw pairs in proportion to them instead
     of visiting each once.
 
-    `fingerprint` names the run (config and data); a checkpoint written under another fingerprint is
-    refused rather than silently resumed."""
+    Resumes from `resume_from` (a checkpoint directory an earlier run reported) if given, else from
+    the newest checkpoint in `checkpoint_dir` when `resume`. `fingerprint` names the run (config and
+    data); a checkpoint written under another fingerprint is refused rather than silently resumed."""
     cfg.validate()
     callbacks = list(callbacks)
     device = resolve_device(cfg.device)
@@ -171,11 +176,11 @@ def fit(
     best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
     resumed_from = None
     torch.manual_seed(cfg.seed)  # the fire-rate masks draw from the global generator
-    ckpt = latest_checkpoint(checkpoint_dir) if (checkpoint_dir and resume) else None
+    ckpt = Path(resume_from) if resume_from else latest_checkpoint(checkpoint_dir) if (checkpoint_dir and resume) else None
     if ckpt is not None:
         state, best_weights = load_checkpoint(ckpt, model, optimizer, device)
         if fingerprint and state.fingerprint != fingerprint:
-            raise CheckpointMismatch(f"{checkpoint_dir} holds a checkpoint of a different run (other settings or data); "
+            raise CheckpointMismatch(f"{ckpt} is a checkpoint of a different run (other settings or data); "
                                      "use another output directory or delete that one")
         torch.set_rng_state(torch.tensor(state.rng_state, dtype=torch.uint8))
         if state.cuda_rng_state and device.type == "cuda":
@@ -238,10 +243,9 @@ def fit(
         state.rng_state = torch.get_rng_state().tolist()
         if device.type == "cuda":  # the fire-rate masks are drawn on the device there
             state.cuda_rng_state = [r.tolist() for r in torch.cuda.get_rng_state_all()]
-        if checkpoint_dir:
-            save_checkpoint(checkpoint_dir, model, optimizer, best_weights, state)
+        saved, removed = save_checkpoint(checkpoint_dir, model, optimizer, best_weights, state) if checkpoint_dir else (None, [])
         report = EpochReport(state.epoch, cfg.n_epochs, state.step, total_steps, record["train_loss"], val_metrics,
-                             improved, time.perf_counter() - t0, first_epoch_after_resume)
+                             improved, time.perf_counter() - t0, first_epoch_after_resume, saved, tuple(removed))
         first_epoch_after_resume = None
         try:
             for cb in callbacks:

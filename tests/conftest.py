@@ -11,7 +11,7 @@ import pytest
 
 PG_ADMIN = os.environ.get("CUBE_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("CUBE_TEST_REDIS", "redis://127.0.0.1:6379/0")
-TABLES = ("api_keys", "idempotency_keys", "model_aliases", "model_versions", "models", "job_checkpoints", "job_metrics", "job_events", "training_jobs",
+TABLES = ("workers", "api_keys", "idempotency_keys", "model_aliases", "model_versions", "models", "job_checkpoints", "job_metrics", "job_events", "training_jobs",
           "datasets")
 
 
@@ -71,13 +71,13 @@ def settings(request, tmp_path):
     if request.param == "sqlite":
         from app.migrate import upgrade
 
-        s = Settings(data_dir=tmp_path / "data", min_pairs=20, job_lease_seconds=5, require_auth=False)
+        s = Settings(data_dir=tmp_path / "data", min_pairs=20, job_lease_seconds=5, heartbeat_seconds=1, require_auth=False)
         s.data_dir.mkdir(parents=True)
         upgrade(s.database)
     else:
         url = request.getfixturevalue("pg_database_url")
         _truncate(url)
-        s = Settings(data_dir=tmp_path / "data", database_url=url, min_pairs=20, job_lease_seconds=5, require_auth=False)
+        s = Settings(data_dir=tmp_path / "data", database_url=url, min_pairs=20, job_lease_seconds=5, heartbeat_seconds=1, require_auth=False)
     return s
 
 
@@ -86,7 +86,7 @@ def sqlite_settings(tmp_path):
     from app.migrate import upgrade
     from app.settings import Settings
 
-    s = Settings(data_dir=tmp_path / "data", job_lease_seconds=5, require_auth=False)
+    s = Settings(data_dir=tmp_path / "data", job_lease_seconds=5, heartbeat_seconds=1, require_auth=False)
     s.data_dir.mkdir(parents=True)
     upgrade(s.database)
     return s
@@ -97,9 +97,11 @@ class Recorder:
 
     def __init__(self):
         self.sent: list[tuple[str, tuple]] = []
+        self.devices: list[str] = []
 
-    def __call__(self, task, *args, countdown=None):
+    def __call__(self, task, *args, device="cpu"):
         self.sent.append((task, args))
+        self.devices.append(device)
 
 
 @pytest.fixture

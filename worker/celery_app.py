@@ -1,24 +1,36 @@
 """The Celery application the workers run (`cube worker`, or `celery -A worker.celery_app worker`).
 
-Configuration comes from `app.queue.celery_config` (the same the API sends with). At start the
-worker re-sends, then every half lease, the jobs left `running` by a worker that stopped.
+Configuration comes from `app.queue.celery_config` (the same the API sends with). The worker's main
+process (no torch, no CUDA) runs the one periodic place of the service: every `heartbeat_seconds` it
+refreshes its row in the worker registry and runs the lifecycle's recovery sweep, which re-queues
+jobs whose worker stopped and re-sends queued jobs whose message was lost.
 """
 from __future__ import annotations
 
 import logging
+import os
 import threading
-import time
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
-from app.queue import celery_config, enqueue
+from app.queue import celery_config, device_queue, enqueue, queue_depth
 from app.settings import get_settings
 
 log = logging.getLogger("cube.worker")
 
 celery_app = Celery("cube-worker", include=["worker.tasks"])
 celery_app.conf.update(celery_config(get_settings()))
+
+_device = "cpu"  # what this worker process serves; `start` sets it
+_stop = threading.Event()
+
+
+def start(argv: list[str], device: str) -> None:
+    """Run a worker that takes the `device` queue (argv as for `celery worker`)."""
+    global _device
+    _device = device
+    celery_app.worker_main(argv)
 
 
 @worker_process_init.connect
@@ -35,25 +47,50 @@ def prepare_pool_process(**_) -> None:
 
 
 @worker_ready.connect
-def start_stale_job_sweeper(**_) -> None:
-    """In the worker's main process (no torch, no CUDA): at start and every half lease, re-send jobs
-    whose worker stopped sending heartbeats."""
-    settings = get_settings()
+def start_sweeper(sender, **_) -> None:
+    """Register this worker and run the periodic sweep from a thread of the main process."""
+    settings, name = get_settings(), sender.hostname
+    queue = device_queue(settings, _device)
 
     def sweep_forever() -> None:
-        from app.services.training import recover_stale_jobs
+        from app.jobs import lifecycle, workers
 
-        period = max(1.0, settings.job_lease_seconds / 2)
+        send = lambda task, *args, device="cpu": enqueue(settings, task, *args, device=device)  # noqa: E731
         while True:
             try:
-                found = recover_stale_jobs(settings, lambda task, *args: enqueue(settings, task, *args))
-                if found:
-                    log.warning("re-enqueued %d job(s) whose worker stopped: %s", len(found), ", ".join(found))
+                workers.beat(settings, name, _device, queue, pid=os.getpid())
+                recovery = lifecycle.recover(settings, send, dead_workers=workers.dead_on_this_host(settings),
+                                             queue_depth=lambda device: queue_depth(settings, device))
+                if recovery:
+                    log.warning("recovery: re-queued %s, failed %s, re-sent %s", recovery.requeued, recovery.failed,
+                                recovery.resent)
             except Exception:  # the database or broker may be down for a moment; try again next period
-                log.exception("stale-job sweep failed")
-            time.sleep(period)
+                log.exception("worker heartbeat / recovery sweep failed")
+            if _stop.wait(settings.heartbeat_seconds):
+                return
 
-    threading.Thread(target=sweep_forever, name="stale-job-sweeper", daemon=True).start()
+    threading.Thread(target=sweep_forever, name="recovery-sweep", daemon=True).start()
+
+
+@worker_shutdown.connect
+def hand_back_and_leave(sender=None, **_) -> None:
+    """After the pool has stopped (a cold shutdown stops running jobs): send this worker's jobs back
+    to the queue at once, to resume from their checkpoints elsewhere, and leave the registry. (A
+    killed worker is found by its host's next worker, or by the lease.)"""
+    _stop.set()
+    if sender is None:
+        return
+    from app.jobs import lifecycle, workers
+
+    settings = get_settings()
+    send = lambda task, *args, device="cpu": enqueue(settings, task, *args, device=device)  # noqa: E731
+    try:
+        handed = lifecycle.recover(settings, send, dead_workers=[sender.hostname])
+        if handed:
+            log.warning("stopping: handed back %s", handed.requeued + handed.failed)
+        workers.unregister(settings, sender.hostname)
+    except Exception:  # the database may be gone: the lease and the registry's age cover it
+        log.warning("could not hand back jobs or leave the worker registry", exc_info=True)
 
 
 app = celery_app  # `celery -A worker.celery_app` finds `app`

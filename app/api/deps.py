@@ -51,8 +51,8 @@ StorageDep = Annotated[LocalStorage, Depends(get_storage)]
 
 def get_enqueue(settings: SettingsDep) -> Callable[..., None]:
     """Sends by task name; tests replace this dependency with a recorder."""
-    def enqueue(task: str, *args: Any, countdown: float | None = None) -> None:
-        queue.enqueue(settings, task, *args, countdown=countdown)
+    def enqueue(task: str, *args: Any, device: str = "cpu") -> None:
+        queue.enqueue(settings, task, *args, device=device)
     return enqueue
 
 

@@ -22,7 +22,7 @@ def create_job(body: TrainingJobCreate, session: SessionDep, settings: SettingsD
     """Queue a training job (it runs on a worker; poll it for status and progress)."""
     status, out, replayed = idempotency.run_once(
         session, idempotency_key, "POST /v1/training-jobs", idempotency.fingerprint(body.model_dump_json()),
-        lambda: (202, TrainingJobOut.of(jobs.create_job(session, enqueue, body, access)).model_dump(mode="json")),
+        lambda: (202, TrainingJobOut.of(jobs.create_job(session, settings, enqueue, body, access)).model_dump(mode="json")),
         api_key_id=access.key_id, ttl_seconds=settings.idempotency_ttl_seconds)
     return JSONResponse(out, status_code=status, headers={"idempotent-replayed": "true"} if replayed else None)
 

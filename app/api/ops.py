@@ -10,6 +10,7 @@ from app import queue
 from app.api.auth import ANY_KEY
 from app.api.deps import ModelCacheDep, SessionDep, SettingsDep, StorageDep, TelemetryDep
 from app.db import get_engine
+from app.jobs import workers
 from app.services import monitoring
 
 router = APIRouter(tags=["operations"])
@@ -46,8 +47,8 @@ def metrics(session: SessionDep, telemetry: TelemetryDep, cache: ModelCacheDep) 
 
 
 @info_router.get("/info")
-def info(settings: SettingsDep, cache: ModelCacheDep) -> dict:
-    """Version, limits and loaded models."""
+def info(settings: SettingsDep, session: SessionDep, cache: ModelCacheDep) -> dict:
+    """Version, limits, loaded models, and the worker kinds seen (live ones reported within the lease)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -60,4 +61,4 @@ def info(settings: SettingsDep, cache: ModelCacheDep) -> dict:
                        "max_transform_vectors": settings.max_transform_vectors,
                        "transform_max_queue_rows": settings.transform_max_queue_rows,
                        "transform_max_batch_rows": settings.transform_max_batch_rows, "min_pairs": settings.min_pairs},
-            "loaded_models": cache.loaded()}
+            "loaded_models": cache.loaded(), "workers": workers.kinds_seen(session, settings)}

@@ -1,8 +1,14 @@
 """The job lifecycle: the only code that writes a job's or a dataset's status.
 
-    send            enqueue a committed queued job (a broker that refuses it fails the job)
+    send            enqueue a committed queued job on its device's queue (a refused send fails it)
     release_waiting queue (or fail) the jobs that wait for a text dataset's encoding
     cancel          at once before the job runs; a flag the running job honours after its epoch
+    claim           queued -> running for one worker, attempt + 1
+    heartbeat       the running attempt is alive (a thread beats every `heartbeat_seconds`)
+    record_epoch    progress, metrics, the checkpoints the trainer reported; says stop on cancel
+    finish          running -> failed | cancelled
+    register        running -> succeeded with exactly one model version
+    recover         the periodic sweep: re-queue jobs whose worker stopped, re-send lost messages
 
 Every job move is one atomic `UPDATE ... WHERE id = ? AND status IN (...)` whose statuses come from
 the transition table (`states.sources_of`), so two processes racing for the same move (two
@@ -11,19 +17,29 @@ whose UPDATE matched a row does what follows (the event, the message), the other
 """
 from __future__ import annotations
 
+import logging
+import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.db import session_scope
 from app.ids import new_id
-from app.jobs import states
+from app.jobs import states, workers
 from app.jobs.states import DatasetStatus
-from app.models import Dataset, JobEvent, TrainingJob
-from app.queue import TRAIN_TASK
+from app.models import Dataset, JobCheckpoint, JobEvent, JobMetric, ModelVersion, TrainingJob
+from app.queue import TRAIN_TASK, device_queue
+from app.services.registry import register_version
+from app.settings import Settings
+from app.storage import get_storage
 
-Enqueue = Callable[..., None]  # enqueue(task_name, *args)
+log = logging.getLogger("cube.jobs")
+
+Enqueue = Callable[..., None]  # enqueue(task_name, *args, device="cpu")
 
 
 def add_event(session: Session, job_id: str, message: str, *, level: str = "info", type: str = "message",
@@ -56,18 +72,30 @@ def move(session: Session, job_id: str, new: str, *, only_from: Iterable[str] | 
     return result.rowcount == 1
 
 
-def send(session: Session, enqueue: Enqueue, job_id: str) -> bool:
-    """Enqueue a committed, queued job. If the broker refuses, the job fails at once (rather than
-    waiting for a message that was never sent) and this returns False."""
+# ---- from the API's side --------------------------------------------------------------------
+
+def send(session: Session, enqueue: Enqueue, job_id: str, device: str) -> bool:
+    """Enqueue a committed, queued job on its device's queue. If the broker refuses, the job fails
+    at once (rather than waiting for a message that was never sent) and this returns False."""
     try:
-        enqueue(TRAIN_TASK, job_id)
+        enqueue(TRAIN_TASK, job_id, device=device)
         return True
     except Exception as exc:  # kombu raises many kinds; all mean "not enqueued"
-        if move(session, job_id, states.FAILED, error_code="broker_unavailable",
+        if move(session, job_id, states.FAILED, only_from=[states.QUEUED], error_code="broker_unavailable",
                 error_message=f"could not enqueue the job: {exc}"):
             add_event(session, job_id, f"could not enqueue the job: {exc}", level="error")
         session.commit()
         return False
+
+
+def note_if_unserved(session: Session, settings: Settings, job: TrainingJob) -> None:
+    """An event on a job whose device no live worker serves: it waits, and says why."""
+    if workers.live_counts(session, settings).get(job.device, 0) == 0:
+        add_event(session, job.id, f"no live worker serves device {job.device} (none seen in the last "
+                  f"{settings.job_lease_seconds:g} s); the job waits in queue {device_queue(settings, job.device)} "
+                  f"until one starts (`cube worker --device {job.device}`)", level="warning",
+                  data={"reason": "no_worker", "device": job.device})
+        session.commit()
 
 
 def release_waiting(session: Session, enqueue: Enqueue, dataset_id: str) -> list[str]:
@@ -82,23 +110,23 @@ def release_waiting(session: Session, enqueue: Enqueue, dataset_id: str) -> list
     if dataset.status not in (DatasetStatus.READY, DatasetStatus.FAILED):
         session.commit()
         return []
-    waiting = list(session.scalars(select(TrainingJob.id).where(TrainingJob.dataset_id == dataset_id,
-                                                                TrainingJob.status == states.VALIDATING_FILES)))
+    waiting = list(session.execute(select(TrainingJob.id, TrainingJob.device).where(
+        TrainingJob.dataset_id == dataset_id, TrainingJob.status == states.VALIDATING_FILES)))
     moved = []
-    for job_id in waiting:
+    for job_id, device in waiting:
         if dataset.status == DatasetStatus.FAILED:
             if move(session, job_id, states.FAILED, only_from=[states.VALIDATING_FILES], error_code="dataset_failed",
                     error_message=dataset.error):
                 add_event(session, job_id, dataset.error or f"dataset {dataset_id} failed", level="error")
-                moved.append(job_id)
-        elif move(session, job_id, states.QUEUED, only_from=[states.VALIDATING_FILES]):
+                moved.append((job_id, device))
+        elif move(session, job_id, states.QUEUED, only_from=[states.VALIDATING_FILES], sent_at=time.time()):
             add_event(session, job_id, f"dataset {dataset_id} is ready; queued")
-            moved.append(job_id)
+            moved.append((job_id, device))
     session.commit()
     if dataset.status == DatasetStatus.READY:
-        for job_id in moved:
-            send(session, enqueue, job_id)
-    return moved
+        for job_id, device in moved:
+            send(session, enqueue, job_id, device)
+    return [job_id for job_id, _ in moved]
 
 
 def cancel(session: Session, job: TrainingJob) -> TrainingJob:
@@ -121,8 +149,9 @@ def cancel(session: Session, job: TrainingJob) -> TrainingJob:
     return job
 
 
-def dataset_encoded(dataset: Dataset, *, pairs_key: str, dim_in: int, dim_out: int,
-                    num_pairs: int) -> None:
+# ---- datasets -------------------------------------------------------------------------------
+
+def dataset_encoded(dataset: Dataset, *, pairs_key: str, dim_in: int, dim_out: int, num_pairs: int) -> None:
     states.move_dataset(dataset, DatasetStatus.READY)
     dataset.pairs_key, dataset.dim_in, dataset.dim_out, dataset.num_pairs = pairs_key, dim_in, dim_out, num_pairs
 
@@ -135,3 +164,260 @@ def dataset_failed(dataset: Dataset, error: str) -> None:
 def retire_dataset(dataset: Dataset) -> None:
     """A deleted dataset that finished jobs still point at: keep its row as a tombstone."""
     states.move_dataset(dataset, DatasetStatus.DELETED)
+
+
+# ---- from the worker's side -----------------------------------------------------------------
+
+@dataclass
+class Claim:
+    outcome: str                 # claimed | gone | finished | busy (another attempt holds it)
+    attempt: int = 0
+
+
+def claim(settings: Settings, job_id: str, worker: str) -> Claim:
+    """Take a queued job for `worker`: one atomic move, so of two deliveries only one trains."""
+    with session_scope(settings.database) as session:
+        if move(session, job_id, states.RUNNING, attempt=TrainingJob.attempt + 1, worker=worker,
+                heartbeat_at=time.time()):
+            job = session.get(TrainingJob, job_id)
+            add_event(session, job_id, f"started on {worker} (attempt {job.attempt} of {settings.max_attempts})",
+                      data={"attempt": job.attempt, "worker": worker})
+            return Claim("claimed", job.attempt)
+        job = session.get(TrainingJob, job_id)
+        if job is None:
+            return Claim("gone")
+        if job.status != states.RUNNING:
+            return Claim("finished")  # terminal, or waiting for its dataset: this message has nothing to do
+        return Claim("busy", job.attempt)  # if its worker died, recovery re-queues it and sends a fresh message
+
+
+def _owns(job_id: str, attempt: int) -> tuple:
+    """The WHERE clause of every write a running attempt makes: it still holds the job."""
+    return (TrainingJob.id == job_id, TrainingJob.attempt == attempt, TrainingJob.status == states.RUNNING)
+
+
+def heartbeat(settings: Settings, job_id: str, attempt: int) -> bool:
+    """The attempt is alive. False once it no longer holds the job."""
+    with session_scope(settings.database) as session:
+        return session.execute(update(TrainingJob).where(*_owns(job_id, attempt))
+                               .values(heartbeat_at=time.time())).rowcount == 1
+
+
+class Heartbeat:
+    """Beats from a thread every `heartbeat_seconds` for as long as the pipeline runs (training,
+    baselines, evaluation), so a live job is never presumed dead."""
+
+    def __init__(self, settings: Settings, job_id: str, attempt: int):
+        self.settings, self.job_id, self.attempt = settings, job_id, attempt
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.settings.heartbeat_seconds):
+            try:
+                heartbeat(self.settings, self.job_id, self.attempt)
+            except Exception:  # a missed beat is retried next period; the lease allows several
+                log.warning("heartbeat for %s failed", self.job_id, exc_info=True)
+
+
+CONTINUE, CANCEL, LOST = "continue", "cancel", "lost"
+
+
+@dataclass
+class EpochRecord:
+    """What one epoch reports: progress, metrics, and the checkpoints written and deleted."""
+
+    epoch: int
+    n_epochs: int
+    step: int
+    total_steps: int
+    metrics: dict[str, float | None]
+    message: str
+    estimated_finish: float
+    checkpoint_key: str | None = None          # the checkpoint written after this epoch
+    removed_keys: list[str] = field(default_factory=list)  # checkpoints the trainer deleted
+
+
+def record_epoch(settings: Settings, job_id: str, attempt: int, rec: EpochRecord) -> str:
+    """Write an epoch's progress if this attempt still holds the job. Returns CONTINUE, CANCEL (a
+    cancel was requested) or LOST (another attempt holds the job now: stop, write nothing more).
+
+    The first checkpoint of a new attempt supersedes the ones of earlier attempts (one of which it
+    resumed from): their rows and files go."""
+    now = time.time()
+    superseded: list[str] = []
+    with session_scope(settings.database) as session:
+        owned = session.execute(update(TrainingJob).where(*_owns(job_id, attempt)).values(
+            epoch=rec.epoch, n_epochs=rec.n_epochs, step=rec.step, total_steps=rec.total_steps, metrics=rec.metrics,
+            heartbeat_at=now, estimated_finish=rec.estimated_finish)).rowcount == 1
+        if not owned:
+            return LOST
+        for key, value in rec.metrics.items():
+            if value is not None:
+                session.add(JobMetric(job_id=job_id, key=key, value=value, step=rec.step, epoch=rec.epoch, timestamp=now))
+        add_event(session, job_id, rec.message, type="metrics", data={"epoch": rec.epoch, "step": rec.step, **rec.metrics})
+        if rec.removed_keys:
+            session.execute(delete(JobCheckpoint).where(JobCheckpoint.job_id == job_id,
+                                                        JobCheckpoint.storage_key.in_(rec.removed_keys)))
+        if rec.checkpoint_key:
+            superseded = list(session.scalars(select(JobCheckpoint.storage_key).where(
+                JobCheckpoint.job_id == job_id, JobCheckpoint.attempt < attempt)))
+            session.execute(delete(JobCheckpoint).where(JobCheckpoint.job_id == job_id, JobCheckpoint.storage_key.in_(superseded)))
+            session.add(JobCheckpoint(id=new_id("checkpoint"), job_id=job_id, attempt=attempt, epoch=rec.epoch,
+                                      step=rec.step, storage_key=rec.checkpoint_key, metrics=rec.metrics, created_at=now))
+        cancel_requested = session.scalar(select(TrainingJob.cancel_requested_at).where(TrainingJob.id == job_id))
+    storage = get_storage(settings)
+    for key in superseded:
+        storage.delete(key)
+    return CANCEL if cancel_requested is not None else CONTINUE
+
+
+def should_stop(settings: Settings, job_id: str, attempt: int) -> str:
+    """Between the experiment's later stages: CANCEL, LOST or CONTINUE, as `record_epoch` says."""
+    with session_scope(settings.database) as session:
+        job = session.get(TrainingJob, job_id)
+        if job is None or job.attempt != attempt or job.status != states.RUNNING:
+            return LOST
+        return CANCEL if job.cancel_requested_at is not None else CONTINUE
+
+
+def resume_point(settings: Settings, job_id: str) -> JobCheckpoint | None:
+    """The newest checkpoint recorded for the job, of any attempt (the caller checks its files)."""
+    with session_scope(settings.database) as session:
+        return session.scalar(select(JobCheckpoint).where(JobCheckpoint.job_id == job_id)
+                              .order_by(JobCheckpoint.epoch.desc()).limit(1))
+
+
+def note(settings: Settings, job_id: str, message: str, **data: Any) -> None:
+    """An event from the pipeline (e.g. "resumed from epoch 3")."""
+    with session_scope(settings.database) as session:
+        add_event(session, job_id, message, data=data or None)
+
+
+def finish(settings: Settings, job_id: str, attempt: int, status: str, *, code: str | None = None, message: str) -> bool:
+    """Move our running attempt to failed or cancelled; a no-op (False) if another attempt holds it."""
+    errors = {"error_code": code, "error_message": message} if code else {}
+    with session_scope(settings.database) as session:
+        if not move(session, job_id, status, only_from=[states.RUNNING], where=(TrainingJob.attempt == attempt,), **errors):
+            return False
+        add_event(session, job_id, message, level="error" if status == states.FAILED else "info")
+        return True
+
+
+def register(settings: Settings, job_id: str, attempt: int, *, arch: str, dim_in: int, dim_out: int,
+             teacher: str | None, parameters: int, evaluation: dict[str, Any], artifact_key: str, epochs_run: int) -> str:
+    """Register the version and mark the job succeeded in one transaction: exactly once per job.
+    A cancel requested before this point wins (cancelled, no version). Returns the job's new
+    status, or LOST if another attempt holds it."""
+    not_cancelled = TrainingJob.cancel_requested_at.is_(None)
+    for _ in range(5):  # a concurrent job of the same model may take our version number: try the next
+        try:
+            with session_scope(settings.database) as session:
+                if not move(session, job_id, states.SUCCEEDED, only_from=[states.RUNNING],
+                            where=(TrainingJob.attempt == attempt, not_cancelled)):
+                    if move(session, job_id, states.CANCELLED, only_from=[states.RUNNING],
+                            where=(TrainingJob.attempt == attempt,)):
+                        add_event(session, job_id, "cancelled after training finished; no version registered")
+                        return states.CANCELLED
+                    return LOST
+                job = session.get(TrainingJob, job_id)
+                existing = session.scalar(select(ModelVersion).where(ModelVersion.source_job_id == job_id))
+                version = existing or register_version(
+                    session, job, arch=arch, dim_in=dim_in, dim_out=dim_out, teacher=teacher, parameters=parameters,
+                    evaluation=evaluation, artifact_key=artifact_key)
+                job.model_version_id = version.id
+                job.epoch = max(job.epoch, epochs_run)
+                add_event(session, job_id, f"succeeded: model {version.model_name} version {version.version}",
+                          data={"model_version_id": version.id, "version": version.version})
+                if settings.test_hook_pause_before_register_commit:
+                    session.flush()
+                    log.warning("test hook: %s pausing before the registration commit", job_id)
+                    time.sleep(settings.test_hook_pause_before_register_commit)
+            return states.SUCCEEDED
+        except IntegrityError:
+            continue
+    raise RuntimeError(f"could not register a version for job {job_id}")
+
+
+# ---- the periodic sweep ---------------------------------------------------------------------
+
+@dataclass
+class Recovery:
+    requeued: list[str] = field(default_factory=list)   # running jobs whose worker stopped
+    failed: list[str] = field(default_factory=list)     # ... that had used up their attempts
+    resent: list[str] = field(default_factory=list)     # queued jobs whose message was lost
+
+    def __bool__(self) -> bool:
+        return bool(self.requeued or self.failed or self.resent)
+
+
+def recover(settings: Settings, enqueue: Enqueue, *, dead_workers: Iterable[str] = (),
+            queue_depth: Callable[[str], int | None] = lambda device: None) -> Recovery:
+    """One sweep; any number of workers may run it at once (each move is atomic, so a job is
+    re-queued and re-sent by one of them).
+
+    - A running job whose heartbeat is older than the lease, or whose worker is known dead
+      (`dead_workers`: a previous incarnation on this host), goes back to `queued` and is sent
+      again; the next claim resumes it from its last checkpoint. After `max_attempts` it fails.
+    - A queued job sent more than `resend_after_seconds` ago whose device queue holds no message
+      (`queue_depth` 0, or unknown) lost its message (a broker restart, a worker killed between
+      receiving and claiming): it is sent again. While messages wait, none is added."""
+    out = Recovery()
+    now = time.time()
+    dead = sorted(set(dead_workers))
+    silent = [TrainingJob.heartbeat_at.is_(None), TrainingJob.heartbeat_at < now - settings.job_lease_seconds]
+    stopped = or_(*silent, TrainingJob.worker.in_(dead)) if dead else or_(*silent)
+    with session_scope(settings.database) as session:
+        running = list(session.execute(select(TrainingJob.id, TrainingJob.attempt, TrainingJob.worker,
+                                              TrainingJob.heartbeat_at, TrainingJob.device)
+                                       .where(TrainingJob.status == states.RUNNING, stopped)))
+    to_send: list[tuple[str, str]] = []
+    for job_id, attempt, worker, beat, device in running:
+        if worker in dead:
+            why = f"its worker {worker} stopped (its process is gone)"
+        else:
+            why = f"its worker {worker} stopped (no heartbeat for {f'{now - beat:.0f} s' if beat else 'ever'})"
+        with session_scope(settings.database) as session:
+            if attempt >= settings.max_attempts:
+                message = f"gave up after {attempt} attempt(s): {why}"
+                if move(session, job_id, states.FAILED, only_from=[states.RUNNING], where=(stopped,),
+                        error_code="too_many_attempts", error_message=message):
+                    add_event(session, job_id, message, level="error", data={"reason": "worker_lost", "worker": worker})
+                    out.failed.append(job_id)
+            elif move(session, job_id, states.QUEUED, only_from=[states.RUNNING], where=(stopped,), sent_at=now):
+                add_event(session, job_id, f"{why}; queued again for attempt {attempt + 1}", level="warning",
+                          data={"reason": "worker_lost", "worker": worker, "attempt": attempt})
+                out.requeued.append(job_id)
+                to_send.append((job_id, device))
+
+    overdue = func.coalesce(TrainingJob.sent_at, TrainingJob.created_at) < now - settings.resend_after_seconds
+    with session_scope(settings.database) as session:
+        queued = list(session.execute(select(TrainingJob.id, TrainingJob.device)
+                                      .where(TrainingJob.status == states.QUEUED, overdue)))
+        live = workers.live_counts(session, settings)
+    depths = {device: queue_depth(device) for device in {d for _, d in queued}}
+    for job_id, device in queued:
+        if depths[device] or not live.get(device):
+            continue  # messages wait (or nobody serves the device yet): another would only pile up
+        with session_scope(settings.database) as session:
+            if session.execute(update(TrainingJob).where(TrainingJob.id == job_id, TrainingJob.status == states.QUEUED,
+                                                         overdue).values(sent_at=now)).rowcount == 1:
+                add_event(session, job_id, f"no worker took the job within {settings.resend_after_seconds:g} s and its "
+                          "queue is empty (the message was lost); sent again", level="warning",
+                          data={"reason": "message_lost"})
+                out.resent.append(job_id)
+                to_send.append((job_id, device))
+    for job_id, device in to_send:
+        try:
+            enqueue(TRAIN_TASK, job_id, device=device)
+        except Exception:  # the broker is down: the job stays queued and the next sweeps send it again
+            log.warning("recovery could not send job %s; it stays queued", job_id, exc_info=True)
+    return out

@@ -16,6 +16,7 @@ from app.jobs.states import DatasetStatus
 from app.models import Dataset, JobCheckpoint, JobEvent, JobMetric, TrainingJob
 from app.schemas import TrainingJobCreate
 from app.services.access import EVERYONE, Access
+from app.settings import Settings
 from app.services.datasets import get_dataset
 from app.services.registry import check_model_name
 
@@ -93,7 +94,8 @@ def check_architecture(arch: str, shape: dict[str, Any], dataset: Dataset, mode:
         raise InvalidContent(str(exc), param="architecture", code="invalid_architecture") from None
 
 
-def create_job(session: Session, enqueue: Enqueue, body: TrainingJobCreate, access: Access = EVERYONE) -> TrainingJob:
+def create_job(session: Session, settings: Settings, enqueue: Enqueue, body: TrainingJobCreate,
+               access: Access = EVERYONE) -> TrainingJob:
     # Locked: the encoder updates this row and then releases the jobs waiting on it, so a job
     # created meanwhile is either seen by the encoder or sees the dataset ready (PostgreSQL).
     dataset = get_dataset(session, body.dataset_id, for_update=True, access=access)
@@ -104,14 +106,17 @@ def create_job(session: Session, enqueue: Enqueue, body: TrainingJobCreate, acce
     if "seed" in body.hyperparameters and body.hyperparameters["seed"] not in ("auto", body.seed):
         raise InvalidRequest("give the seed at the top level of the job, not in hyperparameters",
                              param="hyperparameters.seed")
+    if body.hyperparameters.get("device", "auto") not in ("auto", body.device):
+        raise InvalidRequest("give the device at the top level of the job (\"device\": \"cpu\" or \"cuda\"), "
+                             "not in hyperparameters", param="hyperparameters.device")
     hyper = resolve_hyperparameters(body.hyperparameters, dataset.num_pairs)
     check_architecture(body.architecture.kind, shape, dataset, body.mode, batch_size=hyper["batch_size"])
-    hyper["seed"] = body.seed
+    hyper["seed"], hyper["device"] = body.seed, body.device
     model_name = check_model_name(session, body.model or default_model_name(dataset), access)
     job = TrainingJob(
         id=new_id("job"), dataset_id=dataset.id, model_name=model_name, mode=body.mode,
         arch=body.architecture.kind, model_config_=shape, hyperparameters=hyper, split=resolve_split(body),
-        seed=body.seed, status=states.QUEUED if dataset.status == DatasetStatus.READY else states.VALIDATING_FILES,
+        seed=body.seed, device=body.device, status=states.QUEUED if dataset.status == DatasetStatus.READY else states.VALIDATING_FILES,
         attempt=0, epoch=0, n_epochs=hyper["n_epochs"], step=0, metadata_=body.metadata, created_at=time.time(),
         owner_key_id=access.key_id,
     )
@@ -120,12 +125,13 @@ def create_job(session: Session, enqueue: Enqueue, body: TrainingJobCreate, acce
     lifecycle.add_event(session, job.id, f"job created ({job.status})")
     session.commit()  # before enqueueing: the worker must find the row
     if job.status == states.QUEUED:
-        lifecycle.send(session, enqueue, job.id)
+        lifecycle.send(session, enqueue, job.id, job.device)
     else:  # a second look after the commit, in case the encoder finished meanwhile
         lifecycle.release_waiting(session, enqueue, dataset.id)
     session.refresh(job)
     if job.error_code == "broker_unavailable":
         raise NotReady("the job queue is unreachable; the job was not started", code="broker_unavailable")
+    lifecycle.note_if_unserved(session, settings, job)
     return job
 
 

@@ -51,7 +51,7 @@ def test_a_text_upload_with_the_broker_down_is_503_and_leaves_nothing(client_for
 
     c, _ = client_for(sqlite_settings)
 
-    def broken(task, *args, countdown=None):
+    def broken(task, *args, device="cpu"):
         raise ConnectionError("broker unreachable")
 
     c.app.dependency_overrides[get_enqueue] = lambda: broken

@@ -45,7 +45,9 @@ def test_create_commits_then_enqueues_by_name(client, dataset):
     ({"seed": 10**30}, 400, "seed"),
     ({"architecture": {"kind": "cube", "d_in": 5}}, 400, "architecture.d_in"),
     ({"hyperparameters": {"n_epochs": "abc"}}, 422, "hyperparameters"),
-    ({"hyperparameters": {"device": "tpu"}}, 422, "hyperparameters"),
+    ({"hyperparameters": {"device": "tpu"}}, 400, "hyperparameters.device"),
+    ({"hyperparameters": {"device": "cuda"}}, 400, "hyperparameters.device"),  # the job's device is "cpu"
+    ({"device": "tpu"}, 400, "device"),
     ({"architecture": {"kind": "mlp", "hidden": -1}}, 422, "architecture"),
     ({"architecture": {"kind": "resmlp", "input_norm": True}}, 422, "architecture"),
     ({"validation": {"eval_filter": "answers"}}, 400, "validation.eval_filter"),
@@ -105,17 +107,17 @@ def test_cancel_is_idempotent_and_terminal(client, dataset, settings):
     assert first.status_code == 200 and first.json()["status"] == "cancelled"
     assert c.post(f"/v1/training-jobs/{job['id']}/cancel").json()["status"] == "cancelled"
     # A cancelled job's message, if a worker gets it, finds nothing to claim.
-    from app.services.training import claim_job
+    from app.jobs.lifecycle import claim
 
-    assert claim_job(settings, job["id"], "w1").outcome == "finished"
+    assert claim(settings, job["id"], "w1").outcome == "finished"
 
 
 def test_cancel_of_a_running_job_sets_the_flag(client, dataset, settings):
     c, _ = client
     job = c.post("/v1/training-jobs", json=job_body(dataset)).json()
-    from app.services.training import claim_job
+    from app.jobs.lifecycle import claim
 
-    assert claim_job(settings, job["id"], "w1").outcome == "claimed"
+    assert claim(settings, job["id"], "w1").outcome == "claimed"
     r = c.post(f"/v1/training-jobs/{job['id']}/cancel").json()
     assert r["status"] == "running" and r["cancel_requested_at"] is not None
 
@@ -123,10 +125,10 @@ def test_cancel_of_a_running_job_sets_the_flag(client, dataset, settings):
 def test_cancel_of_a_failed_job_is_409(client, dataset, settings):
     c, _ = client
     job = c.post("/v1/training-jobs", json=job_body(dataset)).json()
-    from app.services.training import claim_job, finish
+    from app.jobs.lifecycle import claim, finish
 
-    claim = claim_job(settings, job["id"], "w1")
-    finish(settings, job["id"], claim.attempt, "failed", code="training_error", message="boom")
+    attempt = claim(settings, job["id"], "w1").attempt
+    assert finish(settings, job["id"], attempt, "failed", code="training_error", message="boom")
     r = c.post(f"/v1/training-jobs/{job['id']}/cancel")
     assert r.status_code == 409 and r.json()["error"]["code"] == "illegal_state"
     assert c.get(f"/v1/training-jobs/{job['id']}").json()["error"] == {"code": "training_error", "message": "boom"}
@@ -144,7 +146,7 @@ def test_broker_down_fails_the_job_with_503(client_for, sqlite_settings, pairs_n
 
     c, _ = client_for(sqlite_settings)
 
-    def broken(task, *args, countdown=None):
+    def broken(task, *args, device="cpu"):
         raise ConnectionError("broker unreachable")
 
     c.app.dependency_overrides[get_enqueue] = lambda: broken

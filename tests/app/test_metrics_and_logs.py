@@ -25,13 +25,13 @@ def test_metrics_counts_requests_and_shows_jobs_by_status(client, pairs_npz):
 
 
 def test_running_jobs_report_their_heartbeat_age(client, settings, pairs_npz):
-    from app.services.training import claim_job
+    from app.jobs.lifecycle import claim
 
     c, _ = client
     ds = c.post("/v1/datasets", files={"file": ("p.npz", pairs_npz.read_bytes())}, data={"kind": "embedding_pairs"}).json()["id"]
     job = c.post("/v1/training-jobs", json={"dataset_id": ds, "architecture": {"kind": "linear"}}).json()["id"]
-    claim = claim_job(settings, job, "w1")
-    assert (claim.outcome, claim.attempt) == ("claimed", 1)
+    got = claim(settings, job, "w1")
+    assert (got.outcome, got.attempt) == ("claimed", 1)
     text = c.get("/metrics").text
     assert f'cube_worker_heartbeat_age_seconds{{job="{job}"}}' in text and 'cube_training_jobs{status="running"} 1.0' in text
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cube import StopTraining, TrainConfig, build_model, fit, predict
-from cube.checkpoint import latest_checkpoint
+from cube.checkpoint import is_checkpoint, latest_checkpoint
 
 TINY_CUBE = {"grid": [2, 2, 3], "channels": 4, "hidden": 16, "steps": 2}
 
@@ -15,11 +15,11 @@ def split(data):
     return (data.input[:900], data.target[:900]), (data.input[900:1050], data.target[900:1050])
 
 
-def train_once(data, cfg, checkpoint_dir=None, callbacks=()):
+def train_once(data, cfg, checkpoint_dir=None, callbacks=(), resume_from=None):
     torch.manual_seed(cfg.seed)
     model = build_model("cube", {"d_in": 16, "d_out": 16, **TINY_CUBE})
     train, val = split(data)
-    result = fit(model, train, val, cfg, checkpoint_dir=checkpoint_dir, callbacks=callbacks)
+    result = fit(model, train, val, cfg, checkpoint_dir=checkpoint_dir, callbacks=callbacks, resume_from=resume_from)
     return model, result
 
 
@@ -73,6 +73,45 @@ def test_resume_reports_where_it_resumed(synthetic, tmp_path):
     train_once(synthetic, cfg, checkpoint_dir=tmp_path, callbacks=[Record()])
     assert [r.epoch for r in reports] == [2, 3]
     assert reports[0].resumed_from == 1 and reports[1].resumed_from is None
+
+
+class Record:
+    def __init__(self):
+        self.reports = []
+
+    def on_epoch_end(self, report):
+        assert report.checkpoint is None or is_checkpoint(report.checkpoint)  # whole when reported
+        self.reports.append(report)
+
+
+def test_every_checkpoint_written_and_deleted_is_reported(synthetic, tmp_path):
+    cfg = TrainConfig(n_epochs=4, batch_size=64, early_stopping_patience=0)
+    record = Record()
+    train_once(synthetic, cfg, checkpoint_dir=tmp_path, callbacks=[record])
+    written = [r.checkpoint for r in record.reports]
+    removed = [p for r in record.reports for p in r.removed_checkpoints]
+    assert [p.parent for p in written] == [tmp_path] * 4 and len(set(written)) == 4
+    assert removed == written[:2]  # the trainer keeps the newest two
+    kept = sorted(p for p in tmp_path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert kept == written[2:] and not any(p.exists() for p in removed)
+    assert train_once(synthetic, cfg, callbacks=[record])[1].epochs_run == 4
+    assert record.reports[-1].checkpoint is None and record.reports[-1].removed_checkpoints == ()
+
+
+def test_resume_from_another_directorys_checkpoint(synthetic, tmp_path):
+    """A new attempt works in its own directory and resumes from the checkpoint an earlier one reported."""
+    cfg = TrainConfig(n_epochs=4, batch_size=64, seed=1, early_stopping_patience=0)
+    straight, _ = train_once(synthetic, cfg)
+    first, second = tmp_path / "attempt-1", tmp_path / "attempt-2"
+    record = Record()
+    train_once(synthetic, cfg, checkpoint_dir=first, callbacks=[record, StopAfter(2)])
+    before = sorted(p.name for p in first.iterdir())
+    resumed, result = train_once(synthetic, cfg, checkpoint_dir=second, resume_from=record.reports[-1].checkpoint)
+    assert result.resumed_from == 2 and result.epochs_run == 4
+    for k, v in weights(straight).items():
+        assert torch.equal(v, resumed.state_dict()[k]), k
+    assert sorted(p.name for p in first.iterdir()) == before  # the earlier attempt's directory is untouched
+    assert latest_checkpoint(second).name == "epoch-0004"
 
 
 def test_a_torn_checkpoint_is_ignored(synthetic, tmp_path):

@@ -1,5 +1,6 @@
 """`cube up`: the embedded default (SQLite, the SQL broker, local storage, one worker) runs a job end
-to end, and Ctrl-C (SIGINT) stops the API and the worker."""
+to end; Ctrl-C (SIGINT) or SIGTERM stops the API, the worker and its pool, even mid-job, and the
+next `cube up` resumes that job from its checkpoint."""
 from __future__ import annotations
 
 import os
@@ -13,7 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import TINY_CUBE
-from tests.e2e.test_service_e2e import wait_for
+from tests.e2e.test_service_e2e import SLOWER_CUBE, wait_for
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,3 +89,77 @@ def test_the_worker_does_not_outlive_a_killed_cube_up(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        kids = children_of(todo.pop())
+        found += kids
+        todo += kids
+    return found
+
+
+def gone(pid: int) -> bool:
+    try:
+        return "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+    except FileNotFoundError:
+        return True
+
+
+def start_up(tmp_path, port: int, log: Path) -> subprocess.Popen:
+    env = {k: v for k, v in {**os.environ, "CUBE_TORCH_THREADS": "1", "PYTHONPATH": str(ROOT)}.items()
+           if k not in ("CUBE_DATABASE_URL", "CUBE_BROKER_URL")}
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "up", "--port", str(port), "--data-dir", str(tmp_path / "d")],
+                            cwd=ROOT, env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+
+    def ready():
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(ready, 90, "cube up to answer /readyz", interval=0.3)
+    return proc
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_sigterm_mid_job_stops_everything_and_the_next_start_resumes(tmp_path, pairs_npz):
+    port, log = free_port(), tmp_path / "up.log"
+    proc = start_up(tmp_path, port, log)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
+            ds = c.post("/v1/datasets", files={"file": ("p.npz", pairs_npz.read_bytes())},
+                        data={"kind": "embedding_pairs", "name": "up"}).json()["id"]
+            job_id = c.post("/v1/training-jobs", json={"dataset_id": ds, "architecture": SLOWER_CUBE, "hyperparameters": {
+                "n_epochs": 5000, "early_stopping_patience": 0}}).json()["id"]
+            wait_for(lambda: c.get(f"/v1/training-jobs/{job_id}").json()["progress"]["epoch"] >= 2, 90, "epoch 2")
+        tree = descendants(proc.pid)
+        assert len(tree) >= 2, "a worker and its pool child"
+        proc.send_signal(signal.SIGTERM)  # to `cube up` alone, as a service manager sends it
+        assert proc.wait(60) == 0
+        wait_for(lambda: all(gone(p) for p in tree), 10, "the worker and its pool child to exit")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    proc = start_up(tmp_path, port, log)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
+            def resumed():
+                events = c.get(f"/v1/training-jobs/{job_id}/events?limit=100").json()["data"]
+                return [e for e in events if e["message"].startswith("resumed from epoch")]
+
+            at = wait_for(resumed, 60, "the job to resume", interval=0.5)[0]["data"]["resumed_from"]
+            job = c.get(f"/v1/training-jobs/{job_id}").json()
+            assert job["status"] == "running" and job["attempt"] == 2 and at >= 2, (job, log.read_text()[-3000:])
+            events = c.get(f"/v1/training-jobs/{job_id}/events?limit=100").json()["data"]
+            handed_back = [e for e in events if (e["data"] or {}).get("reason") == "worker_lost"]
+            assert len(handed_back) == 1 and handed_back[0]["data"]["attempt"] == 1
+            assert c.post(f"/v1/training-jobs/{job_id}/cancel").status_code == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

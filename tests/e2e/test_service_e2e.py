@@ -42,7 +42,8 @@ class Service:
         tag = uuid.uuid4().hex[:10]
         self.env = {**os.environ, "CUBE_DATABASE_URL": db_url, "CUBE_BROKER_URL": redis_url,
                     "CUBE_BROKER_KEY_PREFIX": f"cube-test-{tag}:", "CUBE_TRAINING_QUEUE": f"training-{tag}",
-                    "CUBE_DATA_DIR": str(data_dir), "CUBE_JOB_LEASE_SECONDS": "2", "CUBE_TORCH_THREADS": "1",
+                    "CUBE_DATA_DIR": str(data_dir), "CUBE_JOB_LEASE_SECONDS": "2", "CUBE_HEARTBEAT_SECONDS": "0.5",
+                    "CUBE_RESEND_AFTER_SECONDS": "2", "CUBE_TORCH_THREADS": "1",
                     "PYTHONPATH": str(ROOT)}
         from fastapi.testclient import TestClient
 
@@ -50,7 +51,8 @@ class Service:
         from app.settings import Settings
 
         self.settings = Settings(database_url=db_url, broker_url=redis_url, broker_key_prefix=self.env["CUBE_BROKER_KEY_PREFIX"],
-                                 training_queue=self.env["CUBE_TRAINING_QUEUE"], data_dir=data_dir, job_lease_seconds=2)
+                                 training_queue=self.env["CUBE_TRAINING_QUEUE"], data_dir=data_dir, job_lease_seconds=2,
+                                 heartbeat_seconds=0.5, resend_after_seconds=2)
         # Production-like: auth stays on, and the client carries an admin key made as `cube keys create` does.
         from app.db import get_sessionmaker
         from app.services import keys
@@ -155,6 +157,8 @@ def pairs():
 
 def test_upload_train_register_transform(service, pairs):
     service.start_worker()
+    seen = wait_for(lambda: service.client.get("/info").json()["workers"].get("cpu"), 10, "the worker to register")
+    assert seen["live_workers"] == 1
     ready = service.client.get("/readyz")
     assert ready.status_code == 200, ready.text  # PostgreSQL, Redis and storage all reachable
     ds = service.upload(pairs)

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
+
+import pytest
 
 from app.queue import ENCODE_TASK, TRAIN_TASK, broker_url, celery_config
 from app.settings import Settings
@@ -51,3 +54,42 @@ def test_offline_cli_does_not_load_the_web_stack():
     out = run_python("import sys, app.cli; app.cli.build_parser(); "
                      "print(sorted(m for m in sys.modules if m.split('.')[0] in ('fastapi', 'celery', 'sqlalchemy', 'uvicorn')))")
     assert out == "[]"
+
+
+@pytest.mark.parametrize("broker", ["sql", "redis"])
+def test_jobs_go_to_their_device_queue_and_its_depth_is_counted(broker, tmp_path, request):
+    """What recovery asks before re-sending a queued job: how many messages wait in its queue."""
+    from app.queue import enqueue, queue_depth
+
+    tag = uuid.uuid4().hex[:10]
+    if broker == "redis":
+        s = Settings(data_dir=tmp_path, broker_url=request.getfixturevalue("redis_available"),
+                     broker_key_prefix=f"cube-test-{tag}:", training_queue=f"training-{tag}")
+    else:
+        s = Settings(data_dir=tmp_path)
+    try:
+        assert queue_depth(s, "cuda") == 0
+        enqueue(s, TRAIN_TASK, "job_a", device="cuda")
+        enqueue(s, TRAIN_TASK, "job_b", device="cuda")
+        assert (queue_depth(s, "cuda"), queue_depth(s, "cpu")) == (2, 0)
+    finally:
+        if broker == "redis":
+            import redis
+
+            r = redis.Redis.from_url(s.broker)
+            keys = list(r.scan_iter(match=f"cube-test-{tag}:*"))
+            if keys:
+                r.delete(*keys)
+    assert queue_depth(Settings(data_dir=tmp_path, broker_url="redis://127.0.0.1:1/0"), "cpu") is None  # unreachable
+
+
+def test_cube_worker_takes_its_devices_queue(monkeypatch):
+    from app.cli import main
+    from worker import celery_app
+
+    seen = {}
+    monkeypatch.setattr(celery_app, "start", lambda argv, device: seen.update(argv=argv, device=device))
+    assert main(["worker", "--device", "cuda"]) == 0
+    argv = seen["argv"]
+    assert seen["device"] == "cuda" and argv[argv.index("-Q") + 1] == "training.cuda"
+    assert argv[argv.index("-n") + 1].startswith("cube-cuda@")

@@ -7,10 +7,11 @@ import time
 import pytest
 from sqlalchemy import func, select, update
 
-from app.jobs import states
 from app.db import session_scope
-from app.models import ModelVersion, TrainingJob
+from app.jobs import lifecycle, states
+from app.models import JobCheckpoint, ModelVersion, TrainingJob
 from app.services import training
+from app.storage import get_storage
 from tests.conftest import TINY_CUBE
 
 
@@ -56,19 +57,26 @@ def test_job_runs_to_a_model_version(client, settings, new_job):
 
 def test_second_claim_of_a_live_job_is_refused(settings, new_job):
     job_id = new_job()
-    assert training.claim_job(settings, job_id, "w1").outcome == "claimed"
-    assert training.claim_job(settings, job_id, "w2").outcome == "busy"
+    assert lifecycle.claim(settings, job_id, "w1").outcome == "claimed"
+    assert lifecycle.claim(settings, job_id, "w2").outcome == "busy"
 
 
-def test_a_dead_workers_job_is_reclaimed_until_the_cap(settings, new_job):
+def stop_heartbeat(settings, job_id):
+    with session_scope(settings.database) as s:
+        s.execute(update(TrainingJob).where(TrainingJob.id == job_id)
+                  .values(heartbeat_at=time.time() - settings.job_lease_seconds - 1))
+
+
+def test_a_dead_workers_job_is_requeued_until_the_cap(settings, new_job):
     job_id = new_job()
-    stale = time.time() - settings.job_lease_seconds - 1
+    sent = []
     for attempt in range(1, settings.max_attempts + 1):
-        claim = training.claim_job(settings, job_id, f"w{attempt}")
+        claim = lifecycle.claim(settings, job_id, f"w{attempt}")
         assert (claim.outcome, claim.attempt) == ("claimed", attempt)
-        with session_scope(settings.database) as s:
-            s.execute(update(TrainingJob).where(TrainingJob.id == job_id).values(heartbeat_at=stale))
-    assert training.claim_job(settings, job_id, "w9").outcome == "exhausted"
+        stop_heartbeat(settings, job_id)
+        recovery = lifecycle.recover(settings, lambda task, *a, device="cpu": sent.append(a))
+        assert recovery.requeued == ([job_id] if attempt < settings.max_attempts else [])
+    assert recovery.failed == [job_id] and sent == [(job_id,)] * (settings.max_attempts - 1)
     with session_scope(settings.database) as s:
         job = s.get(TrainingJob, job_id)
         assert job.status == states.FAILED and job.error_code == "too_many_attempts"
@@ -159,9 +167,8 @@ def test_a_killed_job_resumes_from_its_checkpoint(client, settings, new_job, mon
     assert c.get(f"/v1/training-jobs/{job_id}").json()["status"] == "running"
     # The lease has not run out: a new delivery must wait, not train twice.
     assert training.run_job(settings, job_id, "w2").outcome == "busy"
-    with session_scope(settings.database) as s:
-        s.execute(update(TrainingJob).where(TrainingJob.id == job_id)
-                  .values(heartbeat_at=time.time() - settings.job_lease_seconds - 1))
+    stop_heartbeat(settings, job_id)
+    assert lifecycle.recover(settings, lambda *a, **k: None).requeued == [job_id]
     assert training.run_job(settings, job_id, "w2").outcome == "claimed"
     job = c.get(f"/v1/training-jobs/{job_id}").json()
     assert job["status"] == "succeeded" and job["attempt"] == 2
@@ -170,15 +177,25 @@ def test_a_killed_job_resumes_from_its_checkpoint(client, settings, new_job, mon
     epochs = [m["epoch"] for m in c.get(f"/v1/training-jobs/{job_id}/metrics?key=train_loss").json()["data"]]
     assert epochs == [1, 2, 3, 4]  # epochs 1-2 once, before the kill; 3-4 after the resume
     assert versions(settings, job_id) == 1
-
-
-def test_recovery_resends_only_jobs_whose_heartbeat_stopped(settings, new_job):
-    live, dead = new_job(), new_job()
-    training.claim_job(settings, live, "w1")
-    training.claim_job(settings, dead, "w2")
+    # The second attempt worked in its own directories; the first attempt's checkpoints went once
+    # the second had its own, and the version's files are the second attempt's.
     with session_scope(settings.database) as s:
-        s.execute(update(TrainingJob).where(TrainingJob.id == dead)
-                  .values(heartbeat_at=time.time() - settings.job_lease_seconds - 1))
+        rows = list(s.scalars(select(JobCheckpoint).where(JobCheckpoint.job_id == job_id).order_by(JobCheckpoint.epoch)))
+        artifact = s.scalar(select(ModelVersion.artifact_key).where(ModelVersion.source_job_id == job_id))
+    assert [(r.attempt, r.epoch) for r in rows] == [(2, 3), (2, 4)]
+    assert [r.storage_key for r in rows] == [f"{training.attempt_key(job_id, 2, 'checkpoints')}/{name}"
+                                             for name in ("epoch-0003", "epoch-0004")]
+    assert artifact == f"{training.attempt_key(job_id, 2, 'run')}/model"
+    storage = get_storage(settings)
+    assert not storage.exists(training.attempt_key(job_id, 1, "checkpoints") + "/epoch-0002")
+    assert all(storage.exists(r.storage_key) for r in rows)
+
+
+def test_recovery_requeues_only_jobs_whose_heartbeat_stopped(settings, new_job):
+    live, dead = new_job(), new_job()
+    lifecycle.claim(settings, live, "w1")
+    lifecycle.claim(settings, dead, "w2")
+    stop_heartbeat(settings, dead)
     sent = []
-    assert training.recover_stale_jobs(settings, lambda task, *a: sent.append((task, a))) == [dead]
-    assert sent == [("cube.train_job", (dead,))]
+    assert lifecycle.recover(settings, lambda task, *a, device="cpu": sent.append((task, a, device))).requeued == [dead]
+    assert sent == [("cube.train_job", (dead,), "cpu")]

@@ -53,7 +53,7 @@ def test_text_dataset_is_encoded_then_trained_and_served(client, settings, fake_
                                             "hyperparameters": {"n_epochs": 1}}).json()
     assert job["status"] == "validating_files"
     released = []
-    assert encode_dataset(settings, ds["id"], lambda task, *a, countdown=None: released.append((task, a))) == "ready"
+    assert encode_dataset(settings, ds["id"], lambda task, *a, device="cpu": released.append((task, a))) == "ready"
     ready = c.get(f"/v1/datasets/{ds['id']}").json()
     assert (ready["status"], ready["dim_in"], ready["dim_out"], ready["num_pairs"]) == ("ready", 8, 8, 60)
     assert released == [("cube.train_job", (job["id"],))]
