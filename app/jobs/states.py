@@ -11,11 +11,10 @@ Datasets:
     ready | failed -> deleted        (a tombstone kept while finished jobs point at it)
 
 Terminal states are final. `app.jobs.lifecycle` is the only writer of either status; its atomic
-SQL updates take their `WHERE status IN (...)` from `sources_of`, so the table here is the rule.
+SQL updates take their `WHERE status IN (...)` from `sources_of` (and stamp the start and finish
+times), so the table here is the rule.
 """
 from __future__ import annotations
-
-import time
 
 VALIDATING_FILES = "validating_files"
 QUEUED = "queued"
@@ -69,20 +68,6 @@ def can_move(current: str, new: str) -> bool:
 def sources_of(new: str) -> frozenset[str]:
     """The job statuses from which `new` may be reached: the WHERE clause of every atomic move."""
     return frozenset(s for s, targets in TRANSITIONS.items() if new in targets)
-
-
-def transition(job, new: str, *, now: float | None = None) -> None:
-    """Move `job` (a TrainingJob row the caller holds locked) to `new`, stamping start/finish
-    times; refuse illegal moves."""
-    if not can_move(job.status, new):
-        raise IllegalTransition(job.status, new)
-    now = time.time() if now is None else now
-    job.status = new
-    if new == RUNNING and job.started_at is None:
-        job.started_at = now
-    if new in TERMINAL:
-        job.finished_at = now
-        job.estimated_finish = None
 
 
 def move_dataset(dataset, new: str) -> None:

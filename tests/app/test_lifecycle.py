@@ -82,6 +82,22 @@ def test_the_claim_takes_what_the_table_lets_into_running(settings, new_job, mon
     assert (job.status, job.worker) == (states.RUNNING, "w1") and job.started_at is not None
 
 
+def test_moves_stamp_the_first_start_and_the_finish(settings, new_job):
+    job_id = new_job()
+    lifecycle.claim(settings, job_id, "w1")
+    first_start = row(settings, job_id).started_at
+    assert first_start is not None and row(settings, job_id).finished_at is None
+    stale(settings, job_id)
+    lifecycle.recover(settings, lambda *a, **k: None)
+    time.sleep(0.01)
+    attempt = lifecycle.claim(settings, job_id, "w2").attempt
+    assert row(settings, job_id).started_at == first_start  # a resumed job keeps its first start
+    set_row(settings, job_id, estimated_finish=time.time() + 100)
+    assert lifecycle.finish(settings, job_id, attempt, states.FAILED, code="training_error", message="boom")
+    job = row(settings, job_id)
+    assert job.finished_at >= first_start and job.estimated_finish is None
+
+
 def test_terminal_jobs_stay_terminal(settings, new_job, client):
     c, _ = client
     job_id = new_job()

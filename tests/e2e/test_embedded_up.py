@@ -150,7 +150,11 @@ def test_sigterm_mid_job_stops_everything_and_the_next_start_resumes(tmp_path, p
                 events = c.get(f"/v1/training-jobs/{job_id}/events?limit=100").json()["data"]
                 return [e for e in events if e["message"].startswith("resumed from epoch")]
 
-            at = wait_for(resumed, 60, "the job to resume", interval=0.5)[0]["data"]["resumed_from"]
+            try:
+                at = wait_for(resumed, 120, "the job to resume", interval=0.5)[0]["data"]["resumed_from"]
+            except AssertionError:
+                events = c.get(f"/v1/training-jobs/{job_id}/events?limit=100").json()["data"]
+                raise AssertionError(([e["message"] for e in events], log.read_text()[-4000:])) from None
             job = c.get(f"/v1/training-jobs/{job_id}").json()
             assert job["status"] == "running" and job["attempt"] == 2 and at >= 2, (job, log.read_text()[-3000:])
             events = c.get(f"/v1/training-jobs/{job_id}/events?limit=100").json()["data"]

@@ -195,7 +195,8 @@ def test_cancel_while_running_frees_the_worker(service, pairs):
 
 @pytest.mark.parametrize("which", ["postgresql+redis", "embedded"])
 def test_kill_9_mid_job_resumes_from_checkpoint(which, request, pairs):
-    # On the SQL broker the killed worker's message is lost; the new worker's stale-job sweep re-sends it.
+    # The new worker finds its dead predecessor on this host and queues the job again at once (on the
+    # SQL broker the killed worker's message is lost; Redis would hold it until the visibility timeout).
     service = request.getfixturevalue("service" if which == "postgresql+redis" else "embedded_service")
     first = service.start_worker()
     ds = service.upload(pairs)
