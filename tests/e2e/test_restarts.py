@@ -107,13 +107,11 @@ def test_redis_restart_under_a_running_job(stack, private_redis, small_pairs):
     assert_one_version_each(stack, {nxt: "after"})
 
 
-@pytest.mark.xfail(reason="queued jobs whose broker message was lost are not re-sent yet (issue 8, part 2: "
-                          "the job lifecycle's re-send of queued jobs)", strict=False)
 def test_redis_restart_with_jobs_queued(stack, private_redis, small_pairs):
     ds = stack.upload(small_pairs)
     jobs = {stack.submit(ds, n_epochs=2, model=f"queued-{i}"): f"queued-{i}" for i in range(3)}
     private_redis.restart(down_for=1.0)  # no worker yet: the three messages sat in Redis and are gone
-    stack.start_worker()
+    stack.start_worker()  # its recovery sweep finds them queued, unclaimed and their queue empty: sent again
     for job_id in jobs:
         job = stack.wait_status(job_id, {"succeeded", "failed", "cancelled"}, 60)
         assert job["status"] == "succeeded", job
