@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import sys
 import tempfile
@@ -99,11 +100,12 @@ def main() -> int:
     from tests.e2e.test_service_e2e import Service
 
     redis_server, pg = PrivateRedis().start(), PrivatePostgres().start()
+    work = Path(tempfile.mkdtemp(prefix="cube-chaos-"))
     svc = None
     try:
         db_url = pg.create_database("cube_chaos")
         upgrade(db_url)
-        svc = Service(db_url, redis_server.url, Path(tempfile.mkdtemp(prefix="cube-chaos-")) / "data")
+        svc = Service(db_url, redis_server.url, work / "data")
         for tuned_for_tests in ("CUBE_JOB_LEASE_SECONDS", "CUBE_HEARTBEAT_SECONDS", "CUBE_RESEND_AFTER_SECONDS"):
             svc.env.pop(tuned_for_tests, None)  # the service's defaults, not the tests' short lease
         for _ in range(2):
@@ -202,6 +204,7 @@ def main() -> int:
             svc.close()
         redis_server.close()
         pg.close()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
