@@ -95,5 +95,6 @@ def tune(
             return Tuned(model, result, trial_cfg, trials, cancelled=True)
         if best is None or score > best[0]:  # a tie keeps the earlier run: the given learning rate first
             best = (score, model, result, trial_cfg)
-    assert best is not None
+    if best is None:  # learning_rate_grid always holds cfg.learning_rate; an empty grid is a bug
+        raise ValueError("the learning-rate grid is empty")
     return Tuned(best[1], best[2], best[3], trials)
