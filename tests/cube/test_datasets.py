@@ -59,7 +59,6 @@ def test_cube_data_chitchat(tmp_path):
 
 
 def test_cube_data_chitchat_all_pairs_marks_the_question_turns(tmp_path):
-    pytest.importorskip("chitchat_dataset")
     from app.cli import main
 
     questions, every = tmp_path / "q.jsonl", tmp_path / "all.jsonl"
