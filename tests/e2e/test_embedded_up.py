@@ -31,22 +31,32 @@ def children_of(pid: int) -> list[int]:
     return [int(p) for p in out.split()]
 
 
-def test_cube_up_runs_a_job_and_stops_on_ctrl_c(tmp_path, pairs_npz):
-    port = free_port()
-    env = {**os.environ, "CUBE_TORCH_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    env = {k: v for k, v in env.items() if k not in ("CUBE_DATABASE_URL", "CUBE_BROKER_URL")}
-    log = tmp_path / "up.log"
+def start_up(tmp_path, port: int, log: Path) -> subprocess.Popen:
+    env = {k: v for k, v in {**os.environ, "CUBE_TORCH_THREADS": "1", "PYTHONPATH": str(ROOT)}.items()
+           if k not in ("CUBE_DATABASE_URL", "CUBE_BROKER_URL")}
     proc = subprocess.Popen([sys.executable, "-m", "app.cli", "up", "--port", str(port), "--data-dir", str(tmp_path / "d")],
-                            cwd=ROOT, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+                            cwd=ROOT, env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+
+    def ready():
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(ready, 90, "cube up to answer /readyz", interval=0.3)
+    except AssertionError:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    return proc
+
+
+def test_cube_up_runs_a_job_and_stops_on_ctrl_c(tmp_path, pairs_npz):
+    port, log = free_port(), tmp_path / "up.log"
+    proc = start_up(tmp_path, port, log)
     base = f"http://127.0.0.1:{port}"
     try:
-        def ready():
-            try:
-                return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(ready, 90, "cube up to answer /readyz", interval=0.3)
         text = log.read_text()
         assert f"{base}/v1" in text and "AUTHENTICATION IS OFF" in text
         with httpx.Client(base_url=base, timeout=30) as c:
@@ -115,22 +125,6 @@ def all_events(c: httpx.Client, job_id: str) -> list[dict]:
         if not page["has_more"]:
             return events
         after = page["data"][-1]["id"]
-
-
-def start_up(tmp_path, port: int, log: Path) -> subprocess.Popen:
-    env = {k: v for k, v in {**os.environ, "CUBE_TORCH_THREADS": "1", "PYTHONPATH": str(ROOT)}.items()
-           if k not in ("CUBE_DATABASE_URL", "CUBE_BROKER_URL")}
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "up", "--port", str(port), "--data-dir", str(tmp_path / "d")],
-                            cwd=ROOT, env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
-
-    def ready():
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_for(ready, 90, "cube up to answer /readyz", interval=0.3)
-    return proc
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
