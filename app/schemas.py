@@ -253,7 +253,10 @@ class TransformRequest(BaseModel):
     alias: str | None = Field(None, min_length=1, max_length=100)
     input: list[list[float]] | list[str] | str
     dim: int | None = Field(None, ge=1, le=MAX_INT)  # base64 input: values per vector (checked against the model)
-    encoding_format: Literal["float", "base64"] = "float"
+    encoding_format: Literal["float", "base64"] = Field("float", description=(
+        "How vectors travel, both ways. 'base64': a string `input` is base64 of little-endian float32 (see `dim`) "
+        "and the answer's embeddings are base64 too. Unsaid, a string `input` is text for a model trained on text "
+        "and base64 for a model trained on vectors; 'float' with a string `input` means text."))
     normalize: bool = False
 
     _model = field_validator("model")(lambda v: check_text(v, "model"))
@@ -273,3 +276,34 @@ class TransformResponse(BaseModel):
     version: int
     dim: int
     usage: dict[str, int]
+
+
+# ---- embeddings (OpenAI's request and response) ----------------------------------------------
+
+MODEL_REF_DOC = "`name` (the `latest` alias, else the newest version), `name@alias` or `name:version`"
+
+
+class EmbeddingsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(min_length=1, max_length=320, description=MODEL_REF_DOC)
+    input: str | list[str] | list[list[float]] = Field(description=(
+        "A text or a list of texts (models trained on text), or a list of vectors (any model)"))
+    encoding_format: Literal["float", "base64"] = Field("float", description=(
+        "The answer's embeddings as numbers, or base64 of little-endian float32"))
+    dimensions: int | None = Field(None, ge=1, le=MAX_INT, description=(
+        "Output dimensions; only the model's own `dim_out` (no model here is trained to be shortened)"))
+    user: str | None = Field(None, max_length=256, description="Accepted for OpenAI clients; not stored")
+
+    _model = field_validator("model")(lambda v: check_text(v, "model"))
+
+
+class EmbeddingsUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingsResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[EmbeddingOut]
+    model: str = Field(description="The version that answered, as `name:version`")
+    usage: EmbeddingsUsage

@@ -192,6 +192,13 @@ class Teacher:
                 out[idx] = self._pool(hidden, batch["attention_mask"]).float().cpu().numpy()
         return out
 
+    def count_tokens(self, texts: list[str]) -> int:
+        """How many tokens `encode(texts)` feeds the encoder (special tokens included, each text cut at
+        `max_length` as `encode` cuts it): the usage an embeddings API reports."""
+        self._load()
+        ids = self._tokenizer(list(texts), truncation=True, max_length=self.spec.max_length)["input_ids"]
+        return sum(len(row) for row in ids)
+
     def _pool(self, hidden, mask):
         import torch.nn.functional as F
 

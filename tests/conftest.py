@@ -148,10 +148,11 @@ TINY_CUBE = {"kind": "cube", "grid": [2, 2, 2], "channels": 4, "steps": 2, "hidd
 
 
 def make_version(client, settings, dataset_id: str, *, model: str = "m", architecture: dict | None = None,
-                 seed: int = 0, evaluation: dict | None = None):
+                 seed: int = 0, evaluation: dict | None = None, teacher: str | None = None):
     """A version of `model` for tests about serving, made without training: the job comes from the
     API, its model is built from the job's architecture with random weights (seeded) and saved as the
-    job's artifact, and the registry registers it as the pipeline does. Returns (the version's JSON, the model as saved)."""
+    job's artifact, and the registry registers it as the pipeline does (`teacher`: a model trained on
+    text, whose inputs that teacher encodes). Returns (the version's JSON, the model as saved)."""
     import torch
 
     from app.jobs import states as job_states
@@ -179,7 +180,7 @@ def make_version(client, settings, dataset_id: str, *, model: str = "m", archite
     with session_scope(settings.database) as session:
         job = session.get(TrainingJob, job_id)
         version = register_version(session, job, arch=architecture["kind"], dim_in=config["d_in"], dim_out=config["d_out"],
-                                   teacher=None, parameters=sum(p.numel() for p in net.parameters()),
+                                   teacher=teacher, parameters=sum(p.numel() for p in net.parameters()),
                                    evaluation=evaluation or {"main": architecture["kind"]}, artifact_key=artifact_key)
         job.status, job.model_version_id = job_states.SUCCEEDED, version.id
         number = version.version

@@ -6,6 +6,8 @@ by orjson: per-element pydantic work would cost more than the model. OpenAPI sti
 declared `TransformRequest` and `TransformResponse` schemas, and errors are the same."""
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
@@ -30,14 +32,16 @@ async def transform(request: Request, session: SessionDep, settings: SettingsDep
     def prepare():
         try:
             parsed = parse_request(body)
-            return parsed.req, inference.prepare(session, settings, storage, cache, parsed.req, parsed.x)
+            req = parsed.req
+            return req, inference.prepare(session, settings, storage, cache, model=req.model, version=req.version,
+                                          alias=req.alias, read=partial(inference.transform_input, req, parsed.x))
         finally:
             # Hand the connection back before waiting on the batcher: held for the whole request, the
             # pool's few connections would cap how many requests can share a forward pass.
             session.close()
 
     req, prepared = await run_in_threadpool(prepare)
-    result = await inference.transform(prepared, req, telemetry)
+    result = await inference.transform(prepared, telemetry, normalize=req.normalize)
     version = result.version
     args = (result.y,)
     kwargs = {"model": version.model_name, "version": version.version, "encoding_format": req.encoding_format}

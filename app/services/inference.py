@@ -12,7 +12,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from sqlalchemy.orm import Session
@@ -143,36 +143,70 @@ class Prepared:
     loaded: LoadedModel
 
 
-def parse_input(req: TransformRequest, version: ModelVersion, limit: int) -> np.ndarray:
-    """The request's input as a float32 [N, dim_in] matrix, or a 4xx naming what is wrong."""
+def transform_input(req: TransformRequest, x: np.ndarray | None, version: ModelVersion, limit: int) -> np.ndarray:
+    """/v1/transform's input as a float32 [N, dim_in] matrix, or a 4xx naming what is wrong. `x` is
+    float input already parsed by the JSON fast path (then `req.input` is empty)."""
     d = version.dim_in
     if req.dim is not None and req.dim != d:
         raise InvalidContent(f"dim is {req.dim}, but model {version.model_name} v{version.version} takes {d} values per vector",
                              param="dim", code="dimension_mismatch")
-    if isinstance(req.input, str):
-        try:
-            raw = base64.b64decode(req.input, validate=True)
-        except (binascii.Error, ValueError):
-            raise InvalidRequest("input is not valid base64", param="input") from None
-        if len(raw) == 0 or len(raw) % (4 * d):
-            raise InvalidContent(f"base64 input must hold N x {d} little-endian float32 values; got {len(raw)} bytes",
-                                 param="input", code="dimension_mismatch")
-        x = np.frombuffer(raw, dtype="<f4").reshape(-1, d).astype(np.float32)
-    elif req.input and isinstance(req.input[0], str):
-        x = encode_text(req.input, version, limit)
-    else:
-        if not req.input:
-            raise InvalidContent("input is empty", param="input", code="empty_input")
-        if len(req.input) > limit:
-            raise PayloadTooLarge(f"at most {limit} vectors per request, got {len(req.input)}", param="input")
-        for i, row in enumerate(req.input):
-            if len(row) != d:
-                raise InvalidContent(f"input[{i}] has {len(row)} values; model {version.model_name} v{version.version} "
-                                     f"expects {d}", param=f"input[{i}]", code="dimension_mismatch")
-        with np.errstate(over="ignore"):  # values beyond float32 become inf, refused just below
-            x = np.asarray(req.input, dtype=np.float32)
+    if x is not None:
+        return check_matrix(x, version, limit)
+    if not isinstance(req.input, str):
+        return vectors_or_texts(req.input, version, limit)
+    if string_is_text(req, version):
+        return encode_text([req.input], version, limit)
+    return decode_base64(req.input, version, limit, explicit="encoding_format" in req.model_fields_set)
+
+
+def string_is_text(req: TransformRequest, version: ModelVersion) -> bool:
+    """A plain string is text for a model trained on text, unless the caller says base64. A model
+    trained on vectors reads a string as base64 vectors (its only meaning), but not when the caller
+    said encoding_format "float": then the request contradicts itself, and we say what was meant."""
+    said = req.encoding_format if "encoding_format" in req.model_fields_set else None
+    if said == "base64":
+        return False
+    if version.teacher is not None:
+        return True
+    if said == "float":
+        raise InvalidRequest(f"input is a string but encoding_format is 'float', and model {version.model_name} "
+                             f"v{version.version} takes vectors, not text: for base64 vectors say encoding_format "
+                             f"'base64', else send a list of vectors", param="encoding_format", code="ambiguous_input")
+    return False
+
+
+def decode_base64(text: str, version: ModelVersion, limit: int, *, explicit: bool) -> np.ndarray:
+    d = version.dim_in
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        hint = "" if explicit else (f" (model {version.model_name} v{version.version} takes vectors, not text, so a "
+                                    "string input is read as base64; else send a list of vectors)")
+        raise InvalidRequest(f"input is not valid base64{hint}", param="input") from None
+    if len(raw) == 0 or len(raw) % (4 * d):
+        raise InvalidContent(f"base64 input must hold N x {d} little-endian float32 values; got {len(raw)} bytes",
+                             param="input", code="dimension_mismatch")
+    x = np.frombuffer(raw, dtype="<f4").reshape(-1, d).astype(np.float32)
     if len(x) > limit:
         raise PayloadTooLarge(f"at most {limit} vectors per request, got {len(x)}", param="input")
+    return check_finite(x)
+
+
+def vectors_or_texts(items: list, version: ModelVersion, limit: int) -> np.ndarray:
+    """A list of texts (text models) or of vectors as a float32 [N, dim_in] matrix, or a 4xx."""
+    if not items:
+        raise InvalidContent("input is empty", param="input", code="empty_input")
+    if isinstance(items[0], str):
+        return encode_text(items, version, limit)
+    if len(items) > limit:
+        raise PayloadTooLarge(f"at most {limit} vectors per request, got {len(items)}", param="input")
+    d = version.dim_in
+    for i, row in enumerate(items):
+        if len(row) != d:
+            raise InvalidContent(f"input[{i}] has {len(row)} values; model {version.model_name} v{version.version} "
+                                 f"expects {d}", param=f"input[{i}]", code="dimension_mismatch")
+    with np.errstate(over="ignore"):  # values beyond float32 become inf, refused just below
+        x = np.asarray(items, dtype=np.float32)
     return check_finite(x)
 
 
@@ -182,7 +216,15 @@ def encode_text(texts: list[str], version: ModelVersion, limit: int) -> np.ndarr
                              param="input", code="text_not_supported")
     if len(texts) > limit:
         raise PayloadTooLarge(f"at most {limit} texts per request, got {len(texts)}", param="input")
+    empty = next((i for i, t in enumerate(texts) if not t), None)
+    if empty is not None:
+        raise InvalidContent(f"input[{empty}] is an empty string", param=f"input[{empty}]", code="empty_input")
     return np.asarray(teacher(version.teacher).encode(list(texts)), dtype=np.float32)
+
+
+def count_tokens(version: ModelVersion, texts: list[str]) -> int:
+    """Tokens the version's teacher reads for `texts` (the usage of a text request)."""
+    return teacher(version.teacher).count_tokens(texts)
 
 
 _teachers: dict[str, Any] = {}
@@ -204,7 +246,7 @@ def teacher(name: str):
 
 def check_matrix(x: np.ndarray, version: ModelVersion, limit: int) -> np.ndarray:
     """Limits and dimensions for float input already parsed into a (N, D) matrix (the JSON fast path),
-    with the same errors as `parse_input`."""
+    with the same errors as `vectors_or_texts`."""
     if len(x) > limit:
         raise PayloadTooLarge(f"at most {limit} vectors per request, got {len(x)}", param="input")
     if x.shape[1] != version.dim_in:
@@ -222,17 +264,17 @@ def check_finite(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def prepare(session: Session, settings: Settings, storage: LocalStorage, cache: ModelCache,
-            req: TransformRequest, x: np.ndarray | None = None) -> Prepared:
-    """Resolve the version, check the input, load the model: blocking work, run in the thread pool.
-    `x` is float input already parsed by the JSON fast path (then `req.input` is empty)."""
-    version = cache.resolve(session, req.model, req.version, req.alias)
-    limit = settings.max_transform_vectors
-    x = check_matrix(x, version, limit) if x is not None else parse_input(req, version, limit)
-    return Prepared(version, x, cache.get(version, storage))
+def prepare(session: Session, settings: Settings, storage: LocalStorage, cache: ModelCache, *, model: str,
+            version: int | None, alias: str | None,
+            read: Callable[[ModelVersion, int], np.ndarray]) -> Prepared:
+    """Resolve the version, read the input with `read(version, max vectors)` (each route has its own
+    wire format), load the model: blocking work, run in the thread pool."""
+    resolved = cache.resolve(session, model, version, alias)
+    x = read(resolved, settings.max_transform_vectors)
+    return Prepared(resolved, x, cache.get(resolved, storage))
 
 
-async def transform(prepared: Prepared, req: TransformRequest, telemetry: Telemetry) -> TransformResult:
+async def transform(prepared: Prepared, telemetry: Telemetry, *, normalize: bool = False) -> TransformResult:
     """Run the prepared input through the model's batcher (the model runs in the batcher's thread)."""
     label = prepared.loaded.label
     try:
@@ -241,6 +283,6 @@ async def transform(prepared: Prepared, req: TransformRequest, telemetry: Teleme
         telemetry.rejected.labels(label).inc()
         raise TooManyRequests(str(exc), retry_after=exc.retry_after) from None
     telemetry.queue_seconds.labels(label).observe(timing.queue_s)
-    if req.normalize:
+    if normalize:
         y = y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
     return TransformResult(y, prepared.version, timing.inference_s, timing.queue_s)

@@ -102,6 +102,22 @@ def delete_alias(session: Session, name: str, alias: str, access: Access = EVERY
     session.commit()
 
 
+def parse_model_ref(ref: str) -> tuple[str, int | None, str | None]:
+    """`name`, `name@alias` or `name:version` as (name, version, alias). Model names hold neither
+    '@' nor ':' (TrainingJobCreate's pattern), so the split is never ambiguous."""
+    if "@" in ref:
+        name, _, alias = ref.partition("@")
+        if not name or not alias:
+            raise InvalidRequest(f"model {ref!r}: write name@alias", param="model")
+        return name, None, alias
+    if ":" in ref:
+        name, _, number = ref.partition(":")
+        if not name or not number.isascii() or not number.isdigit() or not 1 <= int(number) <= 2**31 - 1:
+            raise InvalidRequest(f"model {ref!r}: write name:version, the version a number from 1", param="model")
+        return name, int(number), None
+    return ref, None, None
+
+
 def resolve(session: Session, name: str, version: int | None, alias: str | None) -> ModelVersion:
     """By number, by alias, else the alias "latest" if set, else the highest version."""
     get_model(session, name)

@@ -26,7 +26,7 @@ def secured(client_for, sqlite_settings):
 
 READS = [("get", "/v1/datasets"), ("get", "/v1/training-jobs"), ("get", "/v1/models")]
 TRAIN_WRITES = [("post", "/v1/training-jobs"), ("put", "/v1/models/m/aliases/prod"), ("delete", "/v1/datasets/ds_x")]
-TRANSFORM = [("post", "/v1/transform")]
+TRANSFORM = [("post", "/v1/transform"), ("post", "/v1/embeddings")]
 
 
 def call(c, method, path, headers=None):
