@@ -23,7 +23,7 @@ run: install
 demo: install
 	mkdir -p runs
 	$(VENV)/bin/cube synth --out runs/demo-pairs.npz
-	$(VENV)/bin/cube train --data runs/demo-pairs.npz --out runs/demo --set grid=[4,4,4] --set n_epochs=20
+	$(VENV)/bin/cube train --data runs/demo-pairs.npz --out runs/demo --set grid=[4,4,4] --set n_epochs=20 --set learning_rate=2e-3
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -120,8 +120,9 @@ def main() -> None:
     quick = args.quick
     rows = []
     for name, cfg, batch in [
-        ("default 8x8x12, 384->384", CubeConfig(), 256 if device.type == "cpu" else 1024),
-        ("large 16x16x16, 384->384", CubeConfig(grid=(16, 16, 16)), 32 if device.type == "cpu" else 512),
+        ("default 4x4x6, 384->384", CubeConfig(), 256 if device.type == "cpu" else 1024),
+        ("8x8x12 (the first default), 384->384", CubeConfig(grid=(8, 8, 12), channels=8, steps=8), 256 if device.type == "cpu" else 1024),
+        ("large 16x16x16, 384->384", CubeConfig(grid=(16, 16, 16), channels=8, steps=8), 32 if device.type == "cpu" else 512),
     ]:
         model = CubeModel(cfg).to(device).train()
         rate = train_rate(vectorised, model, batch, 2 if quick else 5, device, amp)

@@ -61,9 +61,9 @@ class CubeConfig:
 
     d_in: int = 384
     d_out: int = 384
-    grid: tuple[int, int, int] = (8, 8, 12)
-    channels: int = 8                     # C: state channels per cell
-    steps: int = 8                        # T: propagation steps of the shared cell rule
+    grid: tuple[int, int, int] = (4, 4, 6)
+    channels: int = 16                    # C: state channels per cell
+    steps: int = 4                        # T: propagation steps of the shared cell rule
     neighbourhood: Literal[6, 26] = 26    # faces only, or the full 3x3x3 block
     boundary: Literal["zero", "periodic"] = "zero"
     perception: Literal["learned", "fixed"] = "learned"  # fixed: the NCA identity/gradient/Laplacian bank
@@ -133,7 +133,7 @@ class TrainConfig:
 
     n_epochs: int = 30
     batch_size: int = 256
-    learning_rate: float = 2e-3
+    learning_rate: float = 5e-4
     weight_decay: float = 1e-4
     loss: Literal["infonce", "triplet", "cosine", "mse"] = "infonce"
     temperature: float = 0.05             # InfoNCE softmax temperature

@@ -43,7 +43,7 @@ def test_every_trained_method_in_a_report_gets_the_same_budget_on_validation(tmp
     real_fit = tuning.fit
     monkeypatch.setattr(tuning, "fit", lambda m, tr, va, cfg, **kw: seen.append(va[1]) or real_fit(m, tr, va, cfg, **kw))
     run = RunConfig(model={"grid": [2, 2, 2], "channels": 4, "steps": 2, "hidden": 8},
-                    train=TrainConfig(n_epochs=2, batch_size=64, device="cpu", tuning_budget=2))
+                    train=TrainConfig(n_epochs=2, batch_size=64, device="cpu", learning_rate=2e-3, tuning_budget=2))
     report = run_experiment(data, run, tmp_path).report
     assert report["tuning"]["budget"] == 2 and report["tuning"]["learning_rates"] == pytest.approx([2e-3, 5e-4])
     assert set(report["tuning"]["chosen"]) == {"cube", "linear", "mlp", "resmlp"}
