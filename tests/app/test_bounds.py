@@ -131,7 +131,7 @@ def dataset(client, pairs_npz):
 
 def test_an_architecture_whose_activations_cannot_fit_is_422_naming_the_limit(client, dataset):
     c, sent = client
-    arch = {"kind": "cube", "grid": [64, 64, 32], "steps": 1024, "hidden": 512}
+    arch = {"kind": "cube", "grid": [64, 64, 32], "channels": 8, "steps": 1024, "hidden": 512}
     r = c.post("/v1/training-jobs", json={"dataset_id": dataset, "architecture": arch, "hyperparameters": {"batch_size": 1}})
     assert r.status_code == 422, r.text
     message = r.json()["error"]["message"]

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import pytest
 
+from cube.config import TrainConfig
+
 from tests.conftest import TINY_CUBE
 
 
@@ -25,7 +27,8 @@ def test_create_commits_then_enqueues_by_name(client, dataset):
     job = r.json()
     assert job["id"].startswith("job_") and job["object"] == "training_job" and job["status"] == "queued"
     assert job["model"] == "synthetic-pairs"  # from the dataset's name
-    assert job["hyperparameters"]["learning_rate"] == 0.002 and job["hyperparameters"]["n_epochs"] == 2
+    assert job["hyperparameters"]["learning_rate"] == TrainConfig().learning_rate  # "auto": the default
+    assert job["hyperparameters"]["n_epochs"] == 2
     assert job["progress"] == {"epoch": 0, "n_epochs": 2, "step": 0, "total_steps": None, "fraction": 0.0}
     assert sent.sent == [("cube.train_job", (job["id"],))]
     assert c.get(f"/v1/training-jobs/{job['id']}").json()["status"] == "queued"
