@@ -7,7 +7,7 @@ import re
 import threading
 import time
 
-PREFIXES = {"dataset": "ds_", "job": "job_", "model_version": "mv_", "event": "ev_", "checkpoint": "ckpt_", "api_key": "key_"}
+PREFIXES = {"dataset": "ds_", "job": "job_", "model_version": "mv_", "event": "ev_", "checkpoint": "ckpt_", "api_key": "key_", "evaluation": "eval_"}
 _lock = threading.Lock()
 _last = 0
 

@@ -80,6 +80,9 @@ class TrainingJob(Base):
     finished_at: Mapped[float | None] = mapped_column(Float)
     model_version_id: Mapped[str | None] = mapped_column(String(40))
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
+    # The promotion gate its version must pass to take the `default` alias (app.services.promotion);
+    # None for jobs created before gates existed (they get the default policy).
+    promotion: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[float] = mapped_column(Float, default=now)
     owner_key_id: Mapped[str | None] = mapped_column(String(40), index=True)  # the API key that created it
 
@@ -142,6 +145,7 @@ class ModelVersion(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     model_name: Mapped[str] = mapped_column(ForeignKey("models.name"))
     version: Mapped[int] = mapped_column(Integer)
+    # The promotion gate's verdict: approved | rejected; `ready`: registered before gates existed.
     status: Mapped[str] = mapped_column(String(20), default="ready")
     source_job_id: Mapped[str] = mapped_column(ForeignKey("training_jobs.id"))
     arch: Mapped[str] = mapped_column(String(20))
@@ -151,7 +155,27 @@ class ModelVersion(Base):
     parameters: Mapped[int] = mapped_column(BigInteger)
     evaluation: Mapped[dict[str, Any]] = mapped_column(JSON)
     artifact_key: Mapped[str] = mapped_column(String(300))
+    promotion: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the gate's inputs and outcome
     created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class ModelEvaluation(Base):
+    """A version judged on a whole dataset (POST /v1/models/{name}/versions/{v}/evaluations), run on a worker."""
+    __tablename__ = "model_evaluations"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    model_name: Mapped[str] = mapped_column(ForeignKey("models.name"))
+    version_id: Mapped[str] = mapped_column(ForeignKey("model_versions.id"), index=True)
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"))
+    status: Mapped[str] = mapped_column(String(20))               # queued | running | succeeded | failed
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)   # metrics per method, as in the training report
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    started_at: Mapped[float | None] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float)
+    owner_key_id: Mapped[str | None] = mapped_column(String(40))  # the API key that asked for it
 
 
 class ModelAlias(Base):

@@ -86,6 +86,21 @@ class Validation(BaseModel):
     eval_filter: Literal["all", "question"] = "all"
 
 
+class PromotionPolicy(BaseModel):
+    """When the job's version takes the model's `default` alias (docs/service.md, "Promotion")."""
+    model_config = ConfigDict(extra="forbid")
+    mode: Literal["gate", "always", "manual"] = Field(
+        "gate", description="gate: move `default` only if the version passes; always: move it regardless; "
+                            "manual: never (PUT /v1/models/{name}/aliases/default does)")
+    metric: Literal["mrr", "recall_at_10", "recall_at_1"] = Field(
+        "mrr", description="the held-out metric the gate compares")
+    max_loss_to_baseline: float = Field(
+        0.01, ge=0, le=1, allow_inf_nan=False,
+        description="how far below the best baseline's held-out score the version may be and still pass")
+    min_score: float | None = Field(
+        None, ge=0, le=1, allow_inf_nan=False, description="a floor on the version's held-out score, when given")
+
+
 class TrainingJobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     dataset_id: str
@@ -97,6 +112,7 @@ class TrainingJobCreate(BaseModel):
     device: Literal["cpu", "cuda"] = "cpu"  # the queue it goes to: only workers of this kind take it
     model: str | None = Field(None, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     metadata: dict[str, Any] | None = None
+    promotion: PromotionPolicy = Field(default_factory=PromotionPolicy)
 
     # These raise the service's own 400/413 (not pydantic's), so the caller learns which limit.
     _dataset_id = field_validator("dataset_id")(lambda v: check_text(v, "dataset_id"))
@@ -141,6 +157,7 @@ class TrainingJobOut(BaseModel):
     finished_at: int | None
     model_version_id: str | None
     metadata: dict[str, Any] | None
+    promotion: dict[str, Any] | None
 
     @classmethod
     def of(cls, j: models.TrainingJob) -> "TrainingJobOut":
@@ -156,6 +173,7 @@ class TrainingJobOut(BaseModel):
             error=JobError(code=j.error_code, message=j.error_message or "") if j.error_code else None,
             cancel_requested_at=as_int(j.cancel_requested_at), started_at=as_int(j.started_at),
             finished_at=as_int(j.finished_at), model_version_id=j.model_version_id, metadata=j.metadata_,
+            promotion=j.promotion,
         )
 
 
@@ -211,13 +229,15 @@ class ModelVersionOut(BaseModel):
     teacher: str | None
     parameters: int
     evaluation: dict[str, Any]
+    # The promotion gate's inputs and outcome (app.services.promotion); None: registered before gates.
+    promotion: dict[str, Any] | None
     aliases: list[str]
 
     @classmethod
     def of(cls, v: models.ModelVersion, aliases: list[str]) -> "ModelVersionOut":
         return cls(id=v.id, created_at=int(v.created_at), model=v.model_name, version=v.version, status=v.status,
                    source_job_id=v.source_job_id, arch=v.arch, dim_in=v.dim_in, dim_out=v.dim_out, teacher=v.teacher,
-                   parameters=v.parameters, evaluation=v.evaluation, aliases=sorted(aliases))
+                   parameters=v.parameters, evaluation=v.evaluation, promotion=v.promotion, aliases=sorted(aliases))
 
 
 class ModelOut(BaseModel):

@@ -11,7 +11,7 @@ import pytest
 
 PG_ADMIN = os.environ.get("CUBE_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("CUBE_TEST_REDIS", "redis://127.0.0.1:6379/0")
-TABLES = ("workers", "api_keys", "idempotency_keys", "model_aliases", "model_versions", "models", "job_checkpoints", "job_metrics", "job_events", "training_jobs",
+TABLES = ("model_evaluations", "workers", "api_keys", "idempotency_keys", "model_aliases", "model_versions", "models", "job_checkpoints", "job_metrics", "job_events", "training_jobs",
           "datasets")
 
 
@@ -164,8 +164,10 @@ def make_version(client, settings, dataset_id: str, *, model: str = "m", archite
     from cube.models import build_model
 
     architecture = architecture or TINY_CUBE
+    # Promotion mode "always": each new version takes unpinned traffic, whatever its (made-up) evaluation says.
     r = client.post("/v1/training-jobs", json={"dataset_id": dataset_id, "model": model, "architecture": architecture,
-                                               "seed": seed, "hyperparameters": {"n_epochs": 1}})
+                                               "seed": seed, "hyperparameters": {"n_epochs": 1},
+                                               "promotion": {"mode": "always"}})
     assert r.status_code == 202, r.text
     job_id = r.json()["id"]
     dataset = client.get(f"/v1/datasets/{dataset_id}").json()

@@ -7,7 +7,7 @@
     heartbeat       the running attempt is alive (a thread beats every `heartbeat_seconds`)
     record_epoch    progress, metrics, the checkpoints the trainer reported; says stop on cancel
     finish          running -> failed | cancelled
-    register        running -> succeeded with exactly one model version
+    register        running -> succeeded with exactly one model version, judged by the job's promotion gate
     recover         the periodic sweep: re-queue jobs whose worker stopped, re-send lost messages
 
 Every job move is one atomic `UPDATE ... WHERE id = ? AND status IN (...)` whose statuses come from
@@ -337,6 +337,10 @@ def register(settings: Settings, job_id: str, attempt: int, *, arch: str, dim_in
                 job.epoch = max(job.epoch, epochs_run)
                 add_event(session, job_id, f"succeeded: model {version.model_name} version {version.version}",
                           data={"model_version_id": version.id, "version": version.version})
+                if existing is None:  # the gate's verdict, made by this registration
+                    add_event(session, job_id, version.promotion["summary"],
+                              level="info" if version.promotion["passed"] else "warning",
+                              data={"promotion": version.promotion})
                 if settings.test_hook_pause_before_register_commit:
                     session.flush()
                     log.warning("test hook: %s pausing before the registration commit", job_id)

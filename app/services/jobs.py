@@ -118,6 +118,7 @@ def create_job(session: Session, settings: Settings, enqueue: Enqueue, body: Tra
         arch=body.architecture.kind, model_config_=shape, hyperparameters=hyper, split=resolve_split(body),
         seed=body.seed, device=body.device, status=states.QUEUED if dataset.status == DatasetStatus.READY else states.VALIDATING_FILES,
         attempt=0, epoch=0, n_epochs=hyper["n_epochs"], step=0, metadata_=body.metadata, created_at=time.time(),
+        promotion=body.promotion.model_dump(),
         owner_key_id=access.key_id,
     )
     session.add(job)

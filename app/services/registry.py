@@ -1,4 +1,6 @@
-"""The model registry: named models, their numbered versions (one per succeeded job) and aliases."""
+"""The model registry: named models, their numbered versions (one per succeeded job) and aliases.
+Callers that name no version or alias are served the `default` alias, which a new version takes only
+by passing its promotion gate (app.services.promotion) or by hand."""
 from __future__ import annotations
 
 import time
@@ -12,12 +14,14 @@ from app.errors import Conflict, InvalidRequest, NotFound
 from app.ids import new_id
 from app.models import ModelAlias, ModelVersion, RegisteredModel, TrainingJob
 from app.services.access import EVERYONE, Access
+from app.services.promotion import DEFAULT_ALIAS, policy_of, promote
 
 
 def register_version(session: Session, job: TrainingJob, *, arch: str, dim_in: int, dim_out: int, teacher: str | None,
                      parameters: int, evaluation: dict[str, Any], artifact_key: str) -> ModelVersion:
-    """Insert the next version of the job's model, inside the caller's transaction. The unique
-    constraint on source_job_id makes a second registration for the same job fail (IntegrityError)."""
+    """Insert the next version of the job's model and judge it by the job's promotion gate, inside the
+    caller's transaction. The unique constraint on source_job_id makes a second registration for the
+    same job fail (IntegrityError)."""
     if session.get(RegisteredModel, job.model_name) is None:
         session.add(RegisteredModel(name=job.model_name, created_at=time.time(), owner_key_id=job.owner_key_id))
         session.flush()
@@ -27,6 +31,7 @@ def register_version(session: Session, job: TrainingJob, *, arch: str, dim_in: i
                            parameters=parameters, evaluation=evaluation, artifact_key=artifact_key, created_at=time.time())
     session.add(version)
     session.flush()
+    promote(session, version, policy_of(job.promotion))
     return version
 
 
@@ -119,19 +124,25 @@ def parse_model_ref(ref: str) -> tuple[str, int | None, str | None]:
 
 
 def resolve(session: Session, name: str, version: int | None, alias: str | None) -> ModelVersion:
-    """By number, by alias, else the alias "latest" if set, else the highest version."""
+    """By number, by alias, else the `default` alias."""
     get_model(session, name)
     if version is not None and alias is not None:
         raise InvalidRequest("give version or alias, not both", param="alias")
     if version is not None:
         return get_version(session, name, version)
-    row = session.get(ModelAlias, (name, alias or "latest"))
+    row = session.get(ModelAlias, (name, alias or DEFAULT_ALIAS))
     if row is not None:
         return session.get(ModelVersion, row.version_id)
     if alias is not None:
         raise NotFound(f"model {name!r} has no alias {alias!r}", param="alias")
-    latest = session.scalar(select(ModelVersion).where(ModelVersion.model_name == name)
-                            .order_by(ModelVersion.version.desc()).limit(1))
-    if latest is None:
-        raise NotFound(f"model {name!r} has no versions yet", param="model")
-    return latest
+    raise NotFound(no_default_message(session, name), param="model", code="no_default_version")
+
+
+def no_default_message(session: Session, name: str) -> str:
+    """Why a model serves no unpinned request, and what to do about it."""
+    versions = versions_of(session, name)
+    if not versions:
+        return f"model {name!r} has no versions yet"
+    return (f"model {name!r} has no default version: none of its {len(versions)} version(s) passed its promotion gate "
+            f"(see each version's `promotion`); name a version or alias, or set one by hand with "
+            f"PUT /v1/models/{name}/aliases/{DEFAULT_ALIAS}")

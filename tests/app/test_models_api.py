@@ -37,7 +37,11 @@ def test_versions_and_evaluation(trained):
     model = c.get("/v1/models/m").json()
     assert [v["version"] for v in model["versions"]] == [1, 2]
     v1 = c.get("/v1/models/m/versions/1").json()
-    assert v1["id"].startswith("mv_") and v1["status"] == "ready" and v1["parameters"] > 0
+    assert v1["id"].startswith("mv_") and v1["parameters"] > 0
+    # The made-up evaluation has no score for the trained model, so the gate rejects it; the job's
+    # promotion mode "always" moved `default` anyway, and the record says both.
+    assert v1["status"] == "rejected" and v1["promotion"]["promoted"] is True
+    assert v1["promotion"]["reasons"] == ["the held-out report has no mrr for the trained model (cube)"]
     assert v1["evaluation"] == EVALUATION and (v1["dim_in"], v1["dim_out"]) == (16, 16)
     job = c.get(f"/v1/training-jobs/{v1['source_job_id']}").json()
     assert job["status"] == "succeeded" and job["model_version_id"] == v1["id"]
@@ -76,7 +80,7 @@ def test_alias_moves_serving_at_once(trained):
     assert c.get("/v1/models/m/versions/1").json()["aliases"] == ["prod"]
     c.put("/v1/models/m/aliases/prod", json={"version": 2})
     assert c.post("/v1/transform", json={"model": "m", "alias": "prod", "input": x}).json()["version"] == 2
-    assert c.get("/v1/models/m").json()["aliases"] == {"prod": 2}
+    assert c.get("/v1/models/m").json()["aliases"] == {"default": 2, "prod": 2}
     assert c.delete("/v1/models/m/aliases/prod").status_code == 200
     r = c.post("/v1/transform", json={"model": "m", "alias": "prod", "input": x})
     assert r.status_code == 404 and r.json()["error"]["param"] == "alias"

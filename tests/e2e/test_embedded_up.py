@@ -67,7 +67,7 @@ def test_cube_up_runs_a_job_and_stops_on_ctrl_c(tmp_path, pairs_npz):
             done = wait_for(lambda: (j := c.get(f"/v1/training-jobs/{job['id']}").json())["status"]
                             in ("succeeded", "failed") and j, 120, "the job", interval=0.3)
             assert done["status"] == "succeeded", (done, log.read_text()[-3000:])
-            r = c.post("/v1/transform", json={"model": "up", "input": [[0.1] * 16]})
+            r = c.post("/v1/transform", json={"model": "up", "version": 1, "input": [[0.1] * 16]})
             assert r.status_code == 200 and len(r.json()["data"][0]["embedding"]) == 16
         worker_pids = children_of(proc.pid)
         assert worker_pids, "cube up should run a worker process"

@@ -169,8 +169,10 @@ def test_upload_train_register_transform(service, pairs):
     version = service.client.get("/v1/models/e2e/versions/1").json()
     assert version["id"] == job["model_version_id"] and version["source_job_id"] == job_id
     assert set(version["evaluation"]["methods"]) >= {"cube", "ridge", "mlp", "linear", "mean"}
+    # Whether it takes unpinned traffic is its promotion gate's call (tests/app/test_promotion.py): pin it.
+    assert version["status"] in ("approved", "rejected") and version["promotion"]["summary"]
     x = pairs.input[:5]
-    r = service.client.post("/v1/transform", json={"model": "e2e", "input": x.tolist()})
+    r = service.client.post("/v1/transform", json={"model": "e2e", "version": 1, "input": x.tolist()})
     assert r.status_code == 200, r.text
     y = np.array([d["embedding"] for d in r.json()["data"]])
     assert y.shape == (5, 16) and np.isfinite(y).all()
@@ -248,6 +250,6 @@ def test_text_pairs_are_encoded_by_the_worker_and_served_as_text(service):
     assert job["status"] == "succeeded", job
     dataset = service.client.get(f"/v1/datasets/{ds}").json()
     assert (dataset["status"], dataset["dim_in"], dataset["dim_out"]) == ("ready", 384, 384)
-    r = service.client.post("/v1/transform", json={"model": "qa", "input": ["what is item number 3?"]})
+    r = service.client.post("/v1/transform", json={"model": "qa", "version": 1, "input": ["what is item number 3?"]})
     assert r.status_code == 200, r.text
     assert len(r.json()["data"][0]["embedding"]) == 384

@@ -61,7 +61,7 @@ def test_text_dataset_is_encoded_then_trained_and_served(client, settings, fake_
     training.run_job(settings, job["id"], "w1")
     assert c.get(f"/v1/training-jobs/{job['id']}").json()["status"] == "succeeded"
     assert c.get("/v1/models/qa/versions/1").json()["teacher"] == "hash"
-    r = c.post("/v1/transform", json={"model": "qa", "input": ["how are you?", "what time is it?"]})
+    r = c.post("/v1/transform", json={"model": "qa", "version": 1, "input": ["how are you?", "what time is it?"]})
     assert r.status_code == 200, r.text
     assert len(r.json()["data"]) == 2 and len(r.json()["data"][0]["embedding"]) == 8
 
