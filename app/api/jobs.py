@@ -1,16 +1,20 @@
-"""/v1/training-jobs: create, list, get, cancel, events, metrics, checkpoints."""
+"""/v1/training-jobs: create, list, get, cancel, events (listed or streamed), metrics, checkpoints."""
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from sse_starlette import EventSourceResponse
 
 from app.api.auth import TRAIN
 from app.api.deps import EnqueueDep, SessionDep, SettingsDep
 from app.api.owners import AccessDep, JobDep
 from app.schemas import CheckpointOut, EventOut, ListOf, MetricOut, TrainingJobCreate, TrainingJobOut
+from app.errors import InvalidRequest
+from app.ids import is_id
 from app.services import idempotency, jobs
+from app.services.event_stream import job_events
 
 router = APIRouter(prefix="/v1/training-jobs", tags=["training jobs"], dependencies=[TRAIN])
 Limit = Annotated[int, Query(ge=1, le=100)]
@@ -47,9 +51,24 @@ def cancel_job(job: JobDep, session: SessionDep) -> TrainingJobOut:
     return TrainingJobOut.of(jobs.cancel_job(session, job))
 
 
-@router.get("/{job_id}/events", response_model=ListOf[EventOut])
-def list_events(job: JobDep, session: SessionDep, after: str | None = None, limit: Limit = 100) -> ListOf[EventOut]:
-    """The job's events, oldest first."""
+STREAM_DOC = {200: {"description": "JSON list; with `stream=true` a Server-Sent Events stream: `id` (the event's "
+                                    "id), `event` (message | metrics, and a last `end`), `data` (the event as JSON)",
+                     "content": {"text/event-stream": {"schema": {"type": "string"}}}}}
+
+
+@router.get("/{job_id}/events", response_model=ListOf[EventOut], responses=STREAM_DOC)
+def list_events(job: JobDep, session: SessionDep, settings: SettingsDep, after: str | None = None, limit: Limit = 100,
+                stream: bool = False, last_event_id: Annotated[str | None, Header()] = None) -> ListOf[EventOut] | Response:
+    """The job's events, oldest first; `stream=true` sends them live as Server-Sent Events until the job
+    has ended (resume with the `Last-Event-ID` header, or `after`)."""
+    if stream:
+        if last_event_id is not None and not is_id(last_event_id, "event"):
+            raise InvalidRequest(f"Last-Event-ID must be an event id of this job, got {last_event_id!r}",
+                                 param="Last-Event-ID", code="invalid_cursor")
+        jobs.check_cursor(after, "event")
+        cursor = last_event_id or after
+        return EventSourceResponse(job_events(settings.database, job.id, cursor), ping=15,
+                                   headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     rows, more = jobs.list_events(session, job, after, limit)
     return ListOf[EventOut](data=[EventOut.of(e) for e in rows], has_more=more)
 

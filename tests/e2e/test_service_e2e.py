@@ -7,6 +7,7 @@ with a deadline. Each test gets its own queue, Redis key prefix and data directo
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
@@ -253,3 +254,54 @@ def test_text_pairs_are_encoded_by_the_worker_and_served_as_text(service):
     r = service.client.post("/v1/transform", json={"model": "qa", "version": 1, "input": ["what is item number 3?"]})
     assert r.status_code == 200, r.text
     assert len(r.json()["data"][0]["embedding"]) == 384
+
+
+def read_event_stream(client, job_id: str, *, headers=None, params=None, on_message=None) -> list[tuple]:
+    """(id, event, data) of every Server-Sent Event of the job's live stream, until the server closes it."""
+    messages, fields = [], {}
+    query = {"stream": "true", **(params or {})}
+    with client.stream("GET", f"/v1/training-jobs/{job_id}/events", params=query, headers=headers or {}) as r:
+        assert r.status_code == 200, r.read()
+        assert r.headers["content-type"].startswith("text/event-stream")
+        for line in r.iter_lines():
+            if line.startswith(":"):  # a keep-alive comment
+                continue
+            if line:
+                key, _, value = line.partition(":")
+                fields[key] = value[1:] if value.startswith(" ") else value
+                continue
+            if "data" in fields:
+                message = (fields.get("id"), fields.get("event", "message"), json.loads(fields["data"]))
+                messages.append(message)
+                if on_message:
+                    on_message(message)
+            fields = {}
+    return messages
+
+
+@pytest.mark.parametrize("which", ["postgresql+redis", "embedded"])
+def test_events_stream_live_while_the_job_runs_and_resume_after_the_last_id(which, request, pairs):
+    service = request.getfixturevalue("service" if which == "postgresql+redis" else "embedded_service")
+    service.start_worker()
+    job_id = service.submit(service.upload(pairs), arch=SLOWER_CUBE, n_epochs=6)
+    status_at_first_metrics = []
+
+    def note_status(message):
+        if message[1] == "metrics" and not status_at_first_metrics:
+            status_at_first_metrics.append(service.job(job_id)["status"])
+
+    messages = read_event_stream(service.client, job_id, on_message=note_status)
+    assert messages[-1] == (None, "end", {"status": "succeeded"}), messages[-3:]
+    assert status_at_first_metrics == ["running"]  # delivered while the job ran, not replayed after it
+    events = messages[:-1]
+    ids = [m[0] for m in events]
+    assert ids == sorted(set(ids))  # in order, none twice
+    listed = service.client.get(f"/v1/training-jobs/{job_id}/events", params={"limit": 100}).json()["data"]
+    assert [e["id"] for e in listed] == ids and [m[2] for m in events] == listed  # all of them, as the list has them
+    assert sum(m[1] == "metrics" for m in events) == 6  # one per epoch
+    # Reconnecting with Last-Event-ID (as an EventSource does) gives exactly what came after it.
+    rest = read_event_stream(service.client, job_id, headers={"Last-Event-ID": ids[2]})
+    assert [m[0] for m in rest[:-1]] == ids[3:] and rest[-1][1] == "end"
+    bad = service.client.get(f"/v1/training-jobs/{job_id}/events", params={"stream": "true"},
+                             headers={"Last-Event-ID": "nope"})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "Last-Event-ID"
