@@ -32,7 +32,7 @@ test: install
 # over the installed environment (a known vulnerability fails; an unreachable vulnerability service
 # only prints NOT AUDITED, so network trouble never fails CI).
 audit: install
-	$(VENV)/bin/bandit -q -c pyproject.toml -r app cube worker tools
+	$(VENV)/bin/bandit -q -c pyproject.toml -r app cube cube_client worker tools
 	$(PY) tools/audit_dependencies.py
 
 # Schema fuzzing, long: FUZZ_EXAMPLES generated requests per operation and generation mode, on a fresh

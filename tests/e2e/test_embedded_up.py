@@ -31,8 +31,9 @@ def children_of(pid: int) -> list[int]:
     return [int(p) for p in out.split()]
 
 
-def start_up(tmp_path, port: int, log: Path) -> subprocess.Popen:
-    env = {k: v for k, v in {**os.environ, "CUBE_TORCH_THREADS": "1", "PYTHONPATH": str(ROOT)}.items()
+def start_up(tmp_path, port: int, log: Path, settings_env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`cube up` on the embedded default under tmp_path/d, with extra CUBE_* variables; returns once /readyz answers."""
+    env = {k: v for k, v in {**os.environ, "CUBE_TORCH_THREADS": "1", "PYTHONPATH": str(ROOT), **(settings_env or {})}.items()
            if k not in ("CUBE_DATABASE_URL", "CUBE_BROKER_URL")}
     proc = subprocess.Popen([sys.executable, "-m", "app.cli", "up", "--port", str(port), "--data-dir", str(tmp_path / "d")],
                             cwd=ROOT, env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
