@@ -6,6 +6,8 @@
     cube worker [--device cuda ...]     one Celery worker on a device's queue (training.cpu, training.cuda)
     cube db upgrade | current           Alembic migrations
     cube keys create | list | revoke    API keys (the secret is printed once, as the last word)
+    cube datasets | jobs | models       a running service, through the Python client (app.remote_cli)
+    cube transform --url URL --model NAME   the same, on a served model
 
 Service commands import their modules lazily, so `cube train` never loads the web stack.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from app.remote_cli import add_remote_commands, extend_transform
 from cube.commands import UsageError, add_commands as add_offline_commands
 from cube.config import ConfigError
 from cube.pairs import PairFileError
@@ -130,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     add_offline_commands(sub)
     add_service_commands(sub)
+    add_remote_commands(sub)
+    extend_transform(sub.choices["transform"])
     return parser
 
 
