@@ -19,7 +19,7 @@ import httpx
 
 from cube_client import operations
 from cube_client._driver import Send, flatten
-from cube_client._protocol import Operation, RetryPolicy, Sleep
+from cube_client._protocol import Call, Operation, RetryPolicy, Sleep, clean_params, one
 from cube_client.resources import Datasets, Jobs, Models
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -58,6 +58,14 @@ class _ClientBase:
         the server's per-request limits (read from /info) require; rows come back in order."""
         return self._run(operations.transform(self.state, model, inputs, version=version, alias=alias,
                                               normalize=normalize))
+
+
+    def embeddings(self, model: str, input, *, encoding_format: str = "float", dimensions: int | None = None):
+        """POST /v1/embeddings, OpenAI's shape: `model` as `name`, `name@alias` or `name:version`; `input` a
+        text, a list of texts or a list of vectors. One request (no chunking): for arrays, use `transform`."""
+        body = clean_params({"model": model, "input": input, "encoding_format": encoding_format,
+                             "dimensions": dimensions})
+        return self._run(one(Call("POST", "/v1/embeddings", json=body)))
 
 
 class Client(_ClientBase):

@@ -142,6 +142,17 @@ def test_transform_chunks_over_the_server_limit_in_base64(client, live, trained)
     np.testing.assert_allclose(client.transform(trained["model"], x[0]), y[:1], rtol=1e-6, atol=1e-6)  # one vector
 
 
+def test_embeddings_in_openai_shape_match_transform(client, trained):
+    x = np.random.default_rng(4).standard_normal((3, 16)).astype(np.float32)
+    out = client.embeddings(f"{trained['model']}:1", x.tolist())
+    assert out.object == "list" and out.model == f"{trained['model']}:1" and [e.index for e in out.data] == [0, 1, 2]
+    np.testing.assert_allclose(np.array([e.embedding for e in out.data]), client.transform(trained["model"], x),
+                               rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValidationError) as err:
+        client.embeddings(trained["model"], x.tolist(), dimensions=8)
+    assert err.value.param == "dimensions"
+
+
 def test_transform_errors_carry_code_and_param(client, trained):
     with pytest.raises(ValidationError) as err:
         client.transform(trained["model"], np.ones((2, 8)))
