@@ -70,10 +70,10 @@ def measure(url: str, data_dir: Path, n: int, rounds: int) -> dict:
     max_diff = 0.0
     with Client(url) as client, torch.inference_mode():
         limits = client.info()["limits"]
-        client.transform(MODEL, x[:64])  # warm-up: loads the model in the server
+        client.transform(MODEL, x[:64], version=1)  # warm-up: loads the model in the server
         predict(model, x[:64])
         for _ in range(rounds):
-            seconds, y_http = timed(lambda: client.transform(MODEL, x))
+            seconds, y_http = timed(lambda: client.transform(MODEL, x, version=1))
             client_s.append(seconds)
             for threads, batch in IN_PROCESS:
                 torch.set_num_threads(threads or default_threads)
