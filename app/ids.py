@@ -7,7 +7,8 @@ import re
 import threading
 import time
 
-PREFIXES = {"dataset": "ds_", "job": "job_", "model_version": "mv_", "event": "ev_", "checkpoint": "ckpt_", "api_key": "key_", "evaluation": "eval_"}
+PREFIXES = {"dataset": "ds_", "job": "job_", "model_version": "mv_", "event": "ev_", "checkpoint": "ckpt_", "api_key": "key_",
+            "evaluation": "eval_", "webhook": "wh_", "webhook_delivery": "msg_"}
 _lock = threading.Lock()
 _last = 0
 

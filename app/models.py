@@ -226,3 +226,49 @@ class Worker(Base):
     pid: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[float] = mapped_column(Float, default=now)
     last_seen: Mapped[float] = mapped_column(Float, default=now, index=True)
+
+
+class Webhook(Base):
+    """An endpoint that is told when jobs end and models change (app/webhooks). It hears about what its
+    key may see: the key's own resources, or everything for an admin key (and while auth is off)."""
+    __tablename__ = "webhooks"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    secret: Mapped[str] = mapped_column(String(100))              # whsec_<base64>: signs every delivery
+    events: Mapped[list[Any]] = mapped_column(JSON)               # event types it wants
+    description: Mapped[str | None] = mapped_column(String(500))
+    owner_key_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    sees_all: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class WebhookDelivery(Base):
+    """One event for one endpoint (the outbox): written in the transaction that made the event true,
+    sent by a worker until the endpoint answers 2xx or the attempts run out. `id` is the
+    webhook-id header, the same on every retry, so a receiver can drop repeats."""
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    webhook_id: Mapped[str] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"), index=True)
+    type: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(12))               # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    finished_at: Mapped[float | None] = mapped_column(Float)
+
+
+class WebhookAttempt(Base):
+    """One try at sending a delivery: what the endpoint answered, or why it could not be reached."""
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str] = mapped_column(ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(500))
+    duration_ms: Mapped[float] = mapped_column(Float)
+    at: Mapped[float] = mapped_column(Float, default=now)

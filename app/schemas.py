@@ -327,3 +327,55 @@ class EmbeddingsResponse(BaseModel):
     data: list[EmbeddingOut]
     model: str = Field(description="The version that answered, as `name:version`")
     usage: EmbeddingsUsage
+
+
+# ---- webhooks -------------------------------------------------------------------------------------
+
+class WebhookCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(min_length=1, max_length=2000, description="http(s) URL that receives the events (POST, JSON)")
+    events: list[str] | None = Field(None, max_length=10, description="event types to receive; default all: "
+                                     "job.succeeded, job.failed, job.cancelled, model.version.created, model.alias.moved")
+    description: str | None = Field(None, max_length=500)
+
+
+class WebhookOut(BaseModel):
+    id: str
+    object: Literal["webhook"] = "webhook"
+    url: str
+    events: list[str]
+    description: str | None
+    created_at: int
+    secret: str | None = Field(None, description="the signing secret: only in the response that registers the webhook")
+
+    @classmethod
+    def of(cls, hook: models.Webhook, secret: str | None = None) -> "WebhookOut":
+        return cls(id=hook.id, url=hook.url, events=hook.events, description=hook.description,
+                   created_at=int(hook.created_at), secret=secret)
+
+
+class WebhookAttemptOut(BaseModel):
+    number: int
+    status_code: int | None
+    error: str | None
+    duration_ms: float
+    at: float
+
+
+class WebhookDeliveryOut(BaseModel):
+    id: str = Field(description="the webhook-id header of every try")
+    object: Literal["webhook.delivery"] = "webhook.delivery"
+    type: str
+    status: Literal["pending", "delivered", "failed"]
+    created_at: float
+    finished_at: float | None
+    next_attempt_at: float | None
+    payload: dict[str, Any]
+    attempts: list[WebhookAttemptOut]
+
+    @classmethod
+    def of(cls, d: models.WebhookDelivery, tries: list[models.WebhookAttempt]) -> "WebhookDeliveryOut":
+        return cls(id=d.id, type=d.type, status=d.status, created_at=d.created_at, finished_at=d.finished_at,
+                   next_attempt_at=d.next_attempt_at if d.status == "pending" else None, payload=d.payload,
+                   attempts=[WebhookAttemptOut(number=t.number, status_code=t.status_code, error=t.error,
+                                               duration_ms=t.duration_ms, at=t.at) for t in tries])

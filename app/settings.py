@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     job_soft_time_limit: int = 24 * 3600
     job_time_limit_grace: int = 300
     broker_polling_interval: float = 0.2   # SQL broker: how often an idle worker looks for a job
+    # Webhooks (docs/service.md, "Webhooks"): sent by the workers, retried after these waits.
+    webhook_allow_private: bool = False     # let endpoints be on loopback / private networks (tests, one private network)
+    webhook_timeout_seconds: float = 5.0
+    webhook_max_attempts: int = 8
+    webhook_retry_after_seconds: list[float] = Field(default=[5, 30, 120, 600, 1800, 3600, 3 * 3600, 6 * 3600])
+    webhook_poll_seconds: float = 1.0       # how often each worker looks for due deliveries
     teacher_cache_dir: Path | None = None  # default: <data_dir>/teacher-cache
     # CPU threads per training process; 0 keeps torch's default (all cores). Several workers on one
     # machine should split the cores: oversubscribed threads make small models many times slower.

@@ -11,8 +11,6 @@ import pytest
 
 PG_ADMIN = os.environ.get("CUBE_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("CUBE_TEST_REDIS", "redis://127.0.0.1:6379/0")
-TABLES = ("model_evaluations", "workers", "api_keys", "idempotency_keys", "model_aliases", "model_versions", "models", "job_checkpoints", "job_metrics", "job_events", "training_jobs",
-          "datasets")
 
 
 def _pg_admin():
@@ -57,9 +55,11 @@ def _truncate(url: str) -> None:
     from sqlalchemy import text
 
     from app.db import get_engine
+    from app.models import Base
 
     with get_engine(url).begin() as conn:
-        conn.execute(text("TRUNCATE " + ", ".join(TABLES) + " CASCADE"))
+        # Every table the models define, so a new table never carries rows from one test into the next.
+        conn.execute(text("TRUNCATE " + ", ".join(t.name for t in Base.metadata.sorted_tables) + " CASCADE"))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -3,7 +3,8 @@
 Configuration comes from `app.queue.celery_config` (the same the API sends with). The worker's main
 process (no torch, no CUDA) runs the one periodic place of the service: every `heartbeat_seconds` it
 refreshes its row in the worker registry and runs the lifecycle's recovery sweep, which re-queues
-jobs whose worker stopped and re-sends queued jobs whose message was lost.
+jobs whose worker stopped and re-sends queued jobs whose message was lost; a second thread sends
+due webhook deliveries (app/webhooks/delivery.py).
 """
 from __future__ import annotations
 
@@ -69,7 +70,20 @@ def start_sweeper(sender, **_) -> None:
             if _stop.wait(settings.heartbeat_seconds):
                 return
 
+    def deliver_forever() -> None:
+        from app.webhooks.delivery import deliver_due
+
+        while True:
+            try:
+                deliver_due(settings)
+            except Exception:  # as above: the next round tries again; each try is recorded
+                log.exception("webhook delivery round failed")
+            if _stop.wait(settings.webhook_poll_seconds):
+                return
+
     threading.Thread(target=sweep_forever, name="recovery-sweep", daemon=True).start()
+    # Its own thread: a slow endpoint (up to webhook_timeout_seconds a try) never delays the sweep.
+    threading.Thread(target=deliver_forever, name="webhook-delivery", daemon=True).start()
 
 
 @worker_shutdown.connect

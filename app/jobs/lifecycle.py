@@ -36,6 +36,7 @@ from app.queue import TRAIN_TASK, device_queue
 from app.services.registry import register_version
 from app.settings import Settings
 from app.storage import get_storage
+from app.webhooks import outbox
 
 log = logging.getLogger("cube.jobs")
 
@@ -69,7 +70,10 @@ def move(session: Session, job_id: str, new: str, *, only_from: Iterable[str] | 
         .where(TrainingJob.id == job_id, TrainingJob.status.in_(sorted(sources)), *where)
         .values(status=new, **stamped, **values)
         .execution_options(synchronize_session=False))
-    return result.rowcount == 1
+    moved = result.rowcount == 1
+    if moved and new in states.TERMINAL:
+        outbox.job_ended(session, job_id)
+    return moved
 
 
 # ---- from the API's side --------------------------------------------------------------------

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.models import ModelAlias, ModelVersion
+from app.webhooks import outbox
 
 DEFAULT_ALIAS = "default"
 APPROVED, REJECTED = "approved", "rejected"
@@ -77,6 +78,7 @@ def promote(session: Session, version: ModelVersion, policy: dict[str, Any]) -> 
                                    updated_at=time.time()))
         else:
             current.version_id, current.updated_at = version.id, time.time()
+        outbox.alias_moved(session, version.model_name, DEFAULT_ALIAS)
     record = {**verdict, "promoted": move, "previous_default": previous, "summary": summary(version, verdict, mode, move, previous)}
     version.status = APPROVED if verdict["passed"] else REJECTED
     version.promotion = record

@@ -15,6 +15,7 @@ from app.ids import new_id
 from app.models import ModelAlias, ModelVersion, RegisteredModel, TrainingJob
 from app.services.access import EVERYONE, Access
 from app.services.promotion import DEFAULT_ALIAS, policy_of, promote
+from app.webhooks import outbox
 
 
 def register_version(session: Session, job: TrainingJob, *, arch: str, dim_in: int, dim_out: int, teacher: str | None,
@@ -31,6 +32,7 @@ def register_version(session: Session, job: TrainingJob, *, arch: str, dim_in: i
                            parameters=parameters, evaluation=evaluation, artifact_key=artifact_key, created_at=time.time())
     session.add(version)
     session.flush()
+    outbox.version_created(session, version.id)
     promote(session, version, policy_of(job.promotion))
     return version
 
@@ -88,12 +90,14 @@ def set_alias(session: Session, name: str, alias: str, number: int, access: Acce
         session.add(ModelAlias(model_name=name, alias=alias, version_id=version.id, updated_at=time.time()))
     else:
         row.version_id, row.updated_at = version.id, time.time()
+    outbox.alias_moved(session, name, alias)
     try:
         session.commit()
     except IntegrityError:  # two PUTs racing to create the same alias: the other one won; apply ours on top
         session.rollback()
         row = session.get(ModelAlias, (name, alias))
         row.version_id, row.updated_at = version.id, time.time()
+        outbox.alias_moved(session, name, alias)
         session.commit()
     return version
 

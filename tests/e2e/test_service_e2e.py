@@ -45,6 +45,7 @@ class Service:
                     "CUBE_BROKER_KEY_PREFIX": f"cube-test-{tag}:", "CUBE_TRAINING_QUEUE": f"training-{tag}",
                     "CUBE_DATA_DIR": str(data_dir), "CUBE_JOB_LEASE_SECONDS": "2", "CUBE_HEARTBEAT_SECONDS": "0.5",
                     "CUBE_RESEND_AFTER_SECONDS": "2", "CUBE_TORCH_THREADS": "1",
+                    "CUBE_WEBHOOK_ALLOW_PRIVATE": "true", "CUBE_WEBHOOK_POLL_SECONDS": "0.2",
                     "PYTHONPATH": str(ROOT)}
         from fastapi.testclient import TestClient
 
@@ -53,7 +54,7 @@ class Service:
 
         self.settings = Settings(database_url=db_url, broker_url=redis_url, broker_key_prefix=self.env["CUBE_BROKER_KEY_PREFIX"],
                                  training_queue=self.env["CUBE_TRAINING_QUEUE"], data_dir=data_dir, job_lease_seconds=2,
-                                 heartbeat_seconds=0.5, resend_after_seconds=2)
+                                 heartbeat_seconds=0.5, resend_after_seconds=2, webhook_allow_private=True)
         # Production-like: auth stays on, and the client carries an admin key made as `cube keys create` does.
         from app.db import get_sessionmaker
         from app.services import keys
@@ -305,3 +306,23 @@ def test_events_stream_live_while_the_job_runs_and_resume_after_the_last_id(whic
     bad = service.client.get(f"/v1/training-jobs/{job_id}/events", params={"stream": "true"},
                              headers={"Last-Event-ID": "nope"})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "Last-Event-ID"
+
+def test_the_worker_sends_signed_webhooks_when_a_job_succeeds(service, pairs):
+    from standardwebhooks import Webhook as Verifier
+
+    from tests.app.test_webhooks import Receiver
+
+    rx = Receiver()
+    try:
+        hook = service.client.post("/v1/webhooks", json={"url": rx.url}).json()
+        service.start_worker()
+        job_id = service.submit(service.upload(pairs))
+        assert service.wait_status(job_id, {"succeeded", "failed"}, 60)["status"] == "succeeded"
+        wait_for(lambda: len(rx.accepted()) >= 2, 20, "the worker to send both events")
+        got = [Verifier(hook["secret"]).verify(body, headers) for headers, body in rx.accepted()]
+        # One transaction, in order; `default` moves too when the version passes its promotion gate.
+        assert [p["type"] for p in got[:2]] == ["job.succeeded", "model.version.created"]
+        assert [(p["type"], p["data"]["alias"]) for p in got[2:]] in ([], [("model.alias.moved", "default")])
+        assert got[0]["data"]["id"] == job_id and got[0]["data"]["model_version_id"] == got[1]["data"]["id"]
+    finally:
+        rx.server.shutdown()
