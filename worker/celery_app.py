@@ -30,6 +30,9 @@ _stop = threading.Event()
 def start(argv: list[str], device: str) -> None:
     """Run a worker that takes the `device` queue (argv as for `celery worker`)."""
     global _device
+    from cube.teachers import configured_registry
+
+    configured_registry()  # a broken CUBE_TEACHERS_FILE stops the worker now, not its first text job
     _device = device
     celery_app.worker_main(argv)
 

@@ -12,6 +12,7 @@ from app.api.deps import ModelCacheDep, SessionDep, SettingsDep, StorageDep, Tel
 from app.db import get_engine
 from app.jobs import workers
 from app.services import monitoring
+from cube.teachers import catalogue
 
 router = APIRouter(tags=["operations"])
 info_router = APIRouter(tags=["operations"], dependencies=[ANY_KEY])
@@ -48,7 +49,9 @@ def metrics(session: SessionDep, telemetry: TelemetryDep, cache: ModelCacheDep) 
 
 @info_router.get("/info")
 def info(settings: SettingsDep, session: SessionDep, cache: ModelCacheDep) -> dict:
-    """Version, limits, loaded models, and the worker kinds seen (live ones reported within the lease)."""
+    """Version, limits, loaded models, the worker kinds seen (live ones reported within the lease), and the
+    teachers text can be encoded with (the built-in ones plus CUBE_TEACHERS_FILE's; `installed` says
+    whether this process has their files)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -61,4 +64,5 @@ def info(settings: SettingsDep, session: SessionDep, cache: ModelCacheDep) -> di
                        "max_transform_vectors": settings.max_transform_vectors,
                        "transform_max_queue_rows": settings.transform_max_queue_rows,
                        "transform_max_batch_rows": settings.transform_max_batch_rows, "min_pairs": settings.min_pairs},
-            "loaded_models": cache.loaded(), "workers": workers.kinds_seen(session, settings)}
+            "loaded_models": cache.loaded(), "workers": workers.kinds_seen(session, settings),
+            "teachers": catalogue()}

