@@ -51,3 +51,18 @@ def test_a_broken_teachers_file_stops_the_api_at_start(tmp_path, monkeypatch, sq
     with pytest.raises(TeacherNotAvailable, match="teacher 'x'"):
         with c:
             pass
+
+
+def test_a_text_dataset_encoded_by_mpnet_through_the_service_when_installed(sqlite_settings, client_for):
+    try:
+        get_teacher("mpnet")
+    except TeacherNotAvailable as exc:
+        pytest.skip(f"the optional mpnet teacher is not installed here ({exc})")
+    settings = sqlite_settings.model_copy(update={"min_pairs": 20})
+    c, _ = client_for(settings)
+    r = c.post("/v1/datasets", files={"file": ("qa.jsonl", text_pairs(24))},
+               data={"kind": "text_pairs", "teacher": "mpnet", "name": "qa"})
+    assert r.status_code == 201, r.text
+    assert encode_dataset(settings, r.json()["id"], lambda *a, **k: None) == "ready"
+    ready = c.get(f"/v1/datasets/{r.json()['id']}").json()
+    assert (ready["dim_in"], ready["dim_out"], ready["teacher"]) == (768, 768, "mpnet")

@@ -182,3 +182,16 @@ def test_a_missing_teachers_file_is_named(tmp_path, monkeypatch):
     monkeypatch.setenv("CUBE_TEACHERS_FILE", str(tmp_path / "absent.toml"))
     with pytest.raises(TeacherNotAvailable, match="absent.toml"):
         get_teacher("minilm")
+
+
+def test_mpnet_matches_sentence_transformers_when_installed():
+    try:
+        teacher = get_teacher("mpnet", device="cpu")
+    except TeacherNotAvailable as exc:
+        pytest.skip(f"the optional mpnet teacher is not installed here ({exc})")
+    from sentence_transformers import SentenceTransformer
+
+    reference = SentenceTransformer(str(teacher.directory), device="cpu").encode(SENTENCES, normalize_embeddings=True)
+    ours = teacher.encode(SENTENCES)
+    assert ours.shape == (len(SENTENCES), 768)
+    np.testing.assert_allclose(ours, reference, atol=1e-4)
