@@ -2,7 +2,7 @@
 
     cube train | transform | synth      offline (cube.commands)
     cube up [--host --port --data-dir]  embedded service: migrations + one worker + the API
-    cube api [--host --port]            the API only (production: many replicas)
+    cube api [--host --port --workers N] the API only: N processes on one port (production: many replicas)
     cube worker [--device cuda ...]     one Celery worker on a device's queue (training.cpu, training.cuda)
     cube db upgrade | current           Alembic migrations
     cube keys create | list | revoke    API keys (the secret is printed once, as the last word)
@@ -17,7 +17,7 @@ import argparse
 import sys
 
 from app.remote_cli import add_remote_commands, extend_transform
-from cube.commands import UsageError, add_commands as add_offline_commands
+from cube.commands import UsageError, add_commands as add_offline_commands, positive_int
 from cube.config import ConfigError
 from cube.pairs import PairFileError
 from cube.errors import CheckpointMismatch, TrainingDiverged
@@ -33,7 +33,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     from app.serve import run_api
     from app.settings import get_settings
 
-    run_api(get_settings(), args.host, args.port)
+    run_api(get_settings(), args.host, args.port, args.workers)
     return 0
 
 
@@ -102,6 +102,8 @@ def add_service_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("api", help="run the HTTP API (settings from CUBE_* variables)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=positive_int, default=1,
+                   help="API processes on the port (each with its own model cache and batcher)")
     p.set_defaults(func=cmd_api)
 
     p = sub.add_parser("worker", help="run a Celery worker on a device's training queue")

@@ -21,15 +21,19 @@ def migrate(settings: Settings) -> None:
     upgrade(settings.database)
 
 
-def run_api(settings: Settings, host: str, port: int) -> None:
+def run_api(settings: Settings, host: str, port: int, workers: int = 1) -> None:
+    """The API on host:port. With workers > 1, uvicorn runs that many processes on the one port (a
+    supervisor restarts any that dies); each builds its app from the CUBE_* environment, with its own
+    model cache and transform batcher, and alias moves reach every one within
+    `transform_resolve_cache_seconds`."""
     import uvicorn
 
+    from app.logging_config import log_config
     from app.main import create_app
 
-    from app.logging_config import log_config
-
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level,
-                log_config=log_config(settings.log_level), access_log=False)
+    app = create_app(settings) if workers == 1 else "app.main:create_app"
+    uvicorn.run(app, factory=workers > 1, workers=workers if workers > 1 else None, host=host, port=port,
+                log_level=settings.log_level, log_config=log_config(settings.log_level), access_log=False)
 
 
 def run_worker(concurrency: int, pool: str, max_tasks_per_child: int | None, loglevel: str, device: str = "cpu") -> None:
