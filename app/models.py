@@ -83,6 +83,8 @@ class TrainingJob(Base):
     # The promotion gate its version must pass to take the `default` alias (app.services.promotion);
     # None for jobs created before gates existed (they get the default policy).
     promotion: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    description: Mapped[str | None] = mapped_column(Text)         # given to the version the job registers
+    tags: Mapped[list[Any] | None] = mapped_column(JSON)          # given to the version the job registers
     created_at: Mapped[float] = mapped_column(Float, default=now)
     owner_key_id: Mapped[str | None] = mapped_column(String(40), index=True)  # the API key that created it
 
@@ -132,6 +134,10 @@ class RegisteredModel(Base):
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
     created_at: Mapped[float] = mapped_column(Float, default=now)
     owner_key_id: Mapped[str | None] = mapped_column(String(40), index=True)  # its first job's key; versions and aliases follow
+    description: Mapped[str | None] = mapped_column(Text)
+    tags: Mapped[list[Any] | None] = mapped_column(JSON)
+    # The highest version number ever given: a deleted version's number is never given again.
+    highest_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ModelVersion(Base):
@@ -156,6 +162,8 @@ class ModelVersion(Base):
     evaluation: Mapped[dict[str, Any]] = mapped_column(JSON)
     artifact_key: Mapped[str] = mapped_column(String(300))
     promotion: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the gate's inputs and outcome
+    description: Mapped[str | None] = mapped_column(Text)
+    tags: Mapped[list[Any] | None] = mapped_column(JSON)
     created_at: Mapped[float] = mapped_column(Float, default=now)
 
 

@@ -1,11 +1,12 @@
 """Request and response schemas (pydantic), apart from the ORM rows they are built from."""
 from __future__ import annotations
 
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app import models
+from app.errors import InvalidRequest
 from app.safe_input import check_json, check_text
 
 T = TypeVar("T")
@@ -15,6 +16,36 @@ class ListOf(BaseModel, Generic[T]):
     object: Literal["list"] = "list"
     data: list[T]
     has_more: bool = False
+
+
+# ---- descriptions and tags (models, versions, and jobs for the version they register) ----------
+
+MAX_DESCRIPTION_CHARS = 2000
+MAX_TAGS = 32
+MAX_TAG_CHARS = 64
+Description = Annotated[str, Field(max_length=MAX_DESCRIPTION_CHARS)]
+Tags = Annotated[list[Annotated[str, Field(min_length=1, max_length=MAX_TAG_CHARS)]], Field(max_length=MAX_TAGS)]
+
+
+def check_tags(tags: list[str] | None) -> list[str] | None:
+    """Storable text, each tag once (a repeated tag is a mistake worth naming, not a set to fold)."""
+    if tags is None:
+        return None
+    for i, tag in enumerate(tags):
+        check_text(tag, f"tags.{i}")
+        if tag in tags[:i]:
+            raise InvalidRequest(f"tags.{i}: {tag!r} is given twice", param=f"tags.{i}", code="duplicate_tag")
+    return tags
+
+
+class Annotations(BaseModel):
+    """`description` (up to 2,000 characters) and `tags` (up to 32 distinct strings of 1-64 characters)."""
+    model_config = ConfigDict(extra="forbid")
+    description: Description | None = None
+    tags: Tags | None = None
+
+    _description = field_validator("description")(lambda v: v if v is None else check_text(v, "description"))
+    _tags = field_validator("tags")(check_tags)
 
 
 # ---- datasets -------------------------------------------------------------------------------
@@ -113,12 +144,16 @@ class TrainingJobCreate(BaseModel):
     model: str | None = Field(None, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     metadata: dict[str, Any] | None = None
     promotion: PromotionPolicy = Field(default_factory=PromotionPolicy)
+    description: Description | None = Field(None, description="Given to the model version this job registers")
+    tags: Tags | None = Field(None, description="Given to the model version this job registers")
 
     # These raise the service's own 400/413 (not pydantic's), so the caller learns which limit.
     _dataset_id = field_validator("dataset_id")(lambda v: check_text(v, "dataset_id"))
     # NaN here is left to TrainConfig, which names the field (422); only valid values are stored.
     _hyperparameters = field_validator("hyperparameters")(lambda v: check_json(v, "hyperparameters", finite=False))
     _metadata = field_validator("metadata")(lambda v: v if v is None else check_json(v, "metadata"))
+    _description = field_validator("description")(lambda v: v if v is None else check_text(v, "description"))
+    _tags = field_validator("tags")(check_tags)
 
 
 class Progress(BaseModel):
@@ -158,6 +193,8 @@ class TrainingJobOut(BaseModel):
     model_version_id: str | None
     metadata: dict[str, Any] | None
     promotion: dict[str, Any] | None
+    description: str | None = None
+    tags: list[str] = []
 
     @classmethod
     def of(cls, j: models.TrainingJob) -> "TrainingJobOut":
@@ -173,7 +210,7 @@ class TrainingJobOut(BaseModel):
             error=JobError(code=j.error_code, message=j.error_message or "") if j.error_code else None,
             cancel_requested_at=as_int(j.cancel_requested_at), started_at=as_int(j.started_at),
             finished_at=as_int(j.finished_at), model_version_id=j.model_version_id, metadata=j.metadata_,
-            promotion=j.promotion,
+            promotion=j.promotion, description=j.description, tags=j.tags or [],
         )
 
 
@@ -232,12 +269,15 @@ class ModelVersionOut(BaseModel):
     # The promotion gate's inputs and outcome (app.services.promotion); None: registered before gates.
     promotion: dict[str, Any] | None
     aliases: list[str]
+    description: str | None = None
+    tags: list[str] = []
 
     @classmethod
     def of(cls, v: models.ModelVersion, aliases: list[str]) -> "ModelVersionOut":
         return cls(id=v.id, created_at=int(v.created_at), model=v.model_name, version=v.version, status=v.status,
                    source_job_id=v.source_job_id, arch=v.arch, dim_in=v.dim_in, dim_out=v.dim_out, teacher=v.teacher,
-                   parameters=v.parameters, evaluation=v.evaluation, promotion=v.promotion, aliases=sorted(aliases))
+                   parameters=v.parameters, evaluation=v.evaluation, promotion=v.promotion, aliases=sorted(aliases),
+                   description=v.description, tags=v.tags or [])
 
 
 class ModelOut(BaseModel):
@@ -246,6 +286,8 @@ class ModelOut(BaseModel):
     created_at: int
     latest_version: int | None
     aliases: dict[str, int]
+    description: str | None = None
+    tags: list[str] = []
     versions: list[ModelVersionOut] | None = None
 
 
@@ -300,7 +342,7 @@ class TransformResponse(BaseModel):
 
 # ---- embeddings (OpenAI's request and response) ----------------------------------------------
 
-MODEL_REF_DOC = "`name` (the `latest` alias, else the newest version), `name@alias` or `name:version`"
+MODEL_REF_DOC = "`name` (its `default` alias), `name@alias` or `name:version`"
 
 
 class EmbeddingsRequest(BaseModel):

@@ -148,11 +148,12 @@ TINY_CUBE = {"kind": "cube", "grid": [2, 2, 2], "channels": 4, "steps": 2, "hidd
 
 
 def make_version(client, settings, dataset_id: str, *, model: str = "m", architecture: dict | None = None,
-                 seed: int = 0, evaluation: dict | None = None, teacher: str | None = None):
+                 seed: int = 0, evaluation: dict | None = None, teacher: str | None = None, job: dict | None = None):
     """A version of `model` for tests about serving, made without training: the job comes from the
     API, its model is built from the job's architecture with random weights (seeded) and saved as the
     job's artifact, and the registry registers it as the pipeline does (`teacher`: a model trained on
-    text, whose inputs that teacher encodes). Returns (the version's JSON, the model as saved)."""
+    text, whose inputs that teacher encodes; `job`: more fields of the job's request). Returns (the
+    version's JSON, the model as saved)."""
     import torch
 
     from app.jobs import states as job_states
@@ -167,7 +168,7 @@ def make_version(client, settings, dataset_id: str, *, model: str = "m", archite
     # Promotion mode "always": each new version takes unpinned traffic, whatever its (made-up) evaluation says.
     r = client.post("/v1/training-jobs", json={"dataset_id": dataset_id, "model": model, "architecture": architecture,
                                                "seed": seed, "hyperparameters": {"n_epochs": 1},
-                                               "promotion": {"mode": "always"}})
+                                               "promotion": {"mode": "always"}, **(job or {})})
     assert r.status_code == 202, r.text
     job_id = r.json()["id"]
     dataset = client.get(f"/v1/datasets/{dataset_id}").json()

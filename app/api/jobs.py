@@ -1,17 +1,18 @@
 """/v1/training-jobs: create, list, get, cancel, events (listed or streamed), metrics, checkpoints."""
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse
 
 from app.api.auth import TRAIN
 from app.api.deps import EnqueueDep, SessionDep, SettingsDep
 from app.api.owners import AccessDep, JobDep
-from app.schemas import CheckpointOut, EventOut, ListOf, MetricOut, TrainingJobCreate, TrainingJobOut
 from app.errors import InvalidRequest
+from app.schemas import CheckpointOut, EventOut, ListOf, MetricOut, TrainingJobCreate, TrainingJobOut
 from app.ids import is_id
 from app.services import idempotency, jobs
 from app.services.event_stream import job_events
@@ -31,11 +32,40 @@ def create_job(body: TrainingJobCreate, session: SessionDep, settings: SettingsD
     return JSONResponse(out, status_code=status, headers={"idempotent-replayed": "true"} if replayed else None)
 
 
-@router.get("", response_model=ListOf[TrainingJobOut])
-def list_jobs(session: SessionDep, access: AccessDep, after: str | None = None, limit: Limit = 20,
-              status: str | None = None) -> ListOf[TrainingJobOut]:
-    """List the caller's jobs (an admin key: everyone's), newest first, optionally by status."""
-    rows, more = jobs.list_jobs(session, after, limit, status, access)
+LIST_FILTERS = ("after", "limit", "status", "model", "dataset_id")
+METADATA_FILTER = re.compile(r"^metadata\[(.+)\]$")
+# FastAPI cannot declare `metadata[key]=value` parameters; the schema says it as OpenAPI's deepObject.
+METADATA_PARAMETER = {"parameters": [{
+    "name": "metadata", "in": "query", "required": False, "style": "deepObject", "explode": True,
+    "description": "metadata[key]=value: jobs whose metadata has that value at that key (numbers as their JSON text)",
+    "schema": {"type": "object", "additionalProperties": {"type": "string"}}}]}
+
+
+def metadata_filters(request: Request) -> dict[str, str]:
+    """`metadata[key]=value` query parameters as {key: value}; any other unknown parameter is a 400
+    (a misspelt filter would otherwise list every job)."""
+    found = {}
+    for name, value in request.query_params.multi_items():
+        if name in LIST_FILTERS:
+            continue
+        match = METADATA_FILTER.match(name)
+        if match is None:
+            raise InvalidRequest(f"unknown query parameter {name!r}; the filters are status, model, dataset_id and "
+                                 f"metadata[key]=value", param=name, code="unknown_filter")
+        if match.group(1) in found and found[match.group(1)] != value:
+            raise InvalidRequest(f"{name} is given twice with different values", param=name)
+        found[match.group(1)] = value
+    return found
+
+
+@router.get("", response_model=ListOf[TrainingJobOut], openapi_extra=METADATA_PARAMETER)
+def list_jobs(request: Request, session: SessionDep, access: AccessDep, after: str | None = None, limit: Limit = 20,
+              status: str | None = None, model: str | None = None,
+              dataset_id: str | None = None) -> ListOf[TrainingJobOut]:
+    """List the caller's jobs (an admin key: everyone's), newest first, filtered by status, model,
+    dataset and metadata values (all that are given must hold)."""
+    rows, more = jobs.list_jobs(session, after, limit, status, access, model=model, dataset_id=dataset_id,
+                                metadata=metadata_filters(request))
     return ListOf[TrainingJobOut](data=[TrainingJobOut.of(j) for j in rows], has_more=more)
 
 

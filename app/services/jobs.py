@@ -6,7 +6,7 @@ import time
 from dataclasses import fields
 from typing import Any, Callable
 
-from sqlalchemy import select
+from sqlalchemy import String, cast, select
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, InvalidContent, InvalidRequest, NotFound, NotReady
@@ -117,8 +117,8 @@ def create_job(session: Session, settings: Settings, enqueue: Enqueue, body: Tra
         id=new_id("job"), dataset_id=dataset.id, model_name=model_name, mode=body.mode,
         arch=body.architecture.kind, model_config_=shape, hyperparameters=hyper, split=resolve_split(body),
         seed=body.seed, device=body.device, status=states.QUEUED if dataset.status == DatasetStatus.READY else states.VALIDATING_FILES,
-        attempt=0, epoch=0, n_epochs=hyper["n_epochs"], step=0, metadata_=body.metadata, created_at=time.time(),
-        promotion=body.promotion.model_dump(),
+        attempt=0, epoch=0, n_epochs=hyper["n_epochs"], step=0, metadata_=body.metadata, description=body.description,
+        tags=body.tags, created_at=time.time(), promotion=body.promotion.model_dump(),
         owner_key_id=access.key_id,
     )
     session.add(job)
@@ -149,8 +149,11 @@ def get_job(session: Session, job_id: str, access: Access = EVERYONE) -> Trainin
     return job
 
 
-def list_jobs(session: Session, after: str | None, limit: int, status: str | None,
-              access: Access = EVERYONE) -> tuple[list[TrainingJob], bool]:
+def list_jobs(session: Session, after: str | None, limit: int, status: str | None, access: Access = EVERYONE, *,
+              model: str | None = None, dataset_id: str | None = None,
+              metadata: dict[str, str] | None = None) -> tuple[list[TrainingJob], bool]:
+    """Newest first; every filter given must hold. `metadata` maps a key to the text its value must
+    have (a string value itself; a number or boolean as its JSON text)."""
     if status is not None and status not in states.STATES:
         raise InvalidRequest(f"status must be one of {', '.join(states.STATES)}", param="status")
     check_cursor(after, "job")
@@ -159,8 +162,20 @@ def list_jobs(session: Session, after: str | None, limit: int, status: str | Non
         query = query.where(TrainingJob.id < after)
     if status:
         query = query.where(TrainingJob.status == status)
+    if model is not None:
+        query = query.where(TrainingJob.model_name == model)
+    if dataset_id is not None:
+        query = query.where(TrainingJob.dataset_id == dataset_id)
+    for key, value in (metadata or {}).items():
+        query = query.where(metadata_text(key) == value)
     rows = list(session.scalars(query))
     return rows[:limit], len(rows) > limit
+
+
+def metadata_text(key: str):
+    """A job's metadata[key] as text in SQL: PostgreSQL's ->> gives text for any JSON value, SQLite's
+    json_extract a typed value, which the cast turns into the same text for strings and numbers."""
+    return cast(TrainingJob.metadata_[key].as_string(), String)
 
 
 def check_cursor(after: str | None, kind: str) -> None:

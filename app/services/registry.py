@@ -8,13 +8,15 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from app.errors import Conflict, InvalidRequest, NotFound
 from app.ids import new_id
-from app.models import ModelAlias, ModelVersion, RegisteredModel, TrainingJob
+from app.models import ModelAlias, ModelEvaluation, ModelVersion, RegisteredModel, TrainingJob
+from app.schemas import Annotations
 from app.services.access import EVERYONE, Access
 from app.services.promotion import DEFAULT_ALIAS, policy_of, promote
+from app.storage import LocalStorage
 from app.webhooks import outbox
 
 
@@ -23,13 +25,18 @@ def register_version(session: Session, job: TrainingJob, *, arch: str, dim_in: i
     """Insert the next version of the job's model and judge it by the job's promotion gate, inside the
     caller's transaction. The unique constraint on source_job_id makes a second registration for the
     same job fail (IntegrityError)."""
-    if session.get(RegisteredModel, job.model_name) is None:
-        session.add(RegisteredModel(name=job.model_name, created_at=time.time(), owner_key_id=job.owner_key_id))
+    model = session.get(RegisteredModel, job.model_name)
+    if model is None:
+        model = RegisteredModel(name=job.model_name, created_at=time.time(), owner_key_id=job.owner_key_id, highest_version=0)
+        session.add(model)
         session.flush()
     latest = session.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.model_name == job.model_name)) or 0
-    version = ModelVersion(id=new_id("model_version"), model_name=job.model_name, version=latest + 1, status="ready",
+    number = max(latest, model.highest_version or 0) + 1  # never a deleted version's number
+    model.highest_version = number
+    version = ModelVersion(id=new_id("model_version"), model_name=job.model_name, version=number, status="ready",
                            source_job_id=job.id, arch=arch, dim_in=dim_in, dim_out=dim_out, teacher=teacher,
-                           parameters=parameters, evaluation=evaluation, artifact_key=artifact_key, created_at=time.time())
+                           parameters=parameters, evaluation=evaluation, artifact_key=artifact_key,
+                           description=job.description, tags=job.tags, created_at=time.time())
     session.add(version)
     session.flush()
     outbox.version_created(session, version.id)
@@ -125,6 +132,52 @@ def parse_model_ref(ref: str) -> tuple[str, int | None, str | None]:
             raise InvalidRequest(f"model {ref!r}: write name:version, the version a number from 1", param="model")
         return name, int(number), None
     return ref, None, None
+
+
+def annotate(row: RegisteredModel | ModelVersion, update: Annotations) -> None:
+    """Set the description and tags the update gives (null clears); commits."""
+    given = update.model_fields_set
+    if not given:
+        raise InvalidRequest("give description, tags or both", param="description", code="empty_update")
+    if "description" in given:
+        row.description = update.description
+    if "tags" in given:
+        row.tags = update.tags
+    session = object_session(row)
+    session.commit()
+
+
+UNFINISHED_EVALUATIONS = ("queued", "running")
+
+
+def delete_version(session: Session, storage: LocalStorage, name: str, number: int, access: Access = EVERYONE) -> str:
+    """Delete a version, its stored evaluations and its files (the run directory its model lies in:
+    weights, config, report, plot); 409 while an alias points at it or an evaluation of it runs.
+    Returns its id. Its number is not given again (`highest_version`). The row goes first: a crash
+    between the two leaves orphan files, never a version without its weights."""
+    version = get_version(session, name, number, access)
+    pointing = sorted(a for a, vid in aliases_of(session, name).items() if vid == version.id)
+    if pointing:
+        raise Conflict(f"model {name!r} version {number} is served by alias(es) {', '.join(pointing)}; move or delete "
+                       f"them first", param="version", code="version_in_use")
+    evaluations = list(session.scalars(select(ModelEvaluation).where(ModelEvaluation.version_id == version.id)))
+    if any(e.status in UNFINISHED_EVALUATIONS for e in evaluations):
+        raise Conflict(f"model {name!r} version {number} has an evaluation in progress; delete it once that has finished",
+                       param="version", code="version_in_use")
+    for evaluation in evaluations:  # results about this version only: they go with it
+        session.delete(evaluation)
+    session.flush()
+    version_id, files = version.id, run_key(version.artifact_key)
+    session.delete(version)
+    session.commit()
+    storage.delete(files)
+    return version_id
+
+
+def run_key(artifact_key: str) -> str:
+    """The run directory of a model artifact (`.../run/model` -> `.../run`), which holds its report and plot."""
+    parent, _, leaf = artifact_key.rpartition("/")
+    return parent if leaf == "model" and parent else artifact_key
 
 
 def resolve(session: Session, name: str, version: int | None, alias: str | None) -> ModelVersion:
