@@ -15,7 +15,7 @@ from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app import queue
+from app import openapi, queue
 from app.api import datasets, embeddings, jobs, models, ops, transform, webhooks
 from app.api.deps import storable_params
 from app.body_limit import BodyLimitMiddleware, limit_message
@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
     install_error_handlers(app)
+    openapi.install(app)
 
     upload_refusal = limit_message(settings.max_upload_bytes, "upload", code="file_too_large", param="file")
     body_refusal = limit_message(settings.max_request_bytes)

@@ -106,11 +106,14 @@ class Recorder:
 
 @pytest.fixture
 def client_for():
-    """client_for(settings) -> (TestClient, Recorder)."""
+    """client_for(settings) -> (TestClient, Recorder). Every response the client gets is checked
+    against the app's /openapi.json (tests/openapi_conformance.py): a status or body the schema does
+    not describe fails the test that received it."""
     from fastapi.testclient import TestClient
 
     from app.api.deps import get_enqueue
     from app.main import create_app
+    from tests.openapi_conformance import watch
 
     clients = []
 
@@ -119,6 +122,7 @@ def client_for():
         app = create_app(s)
         app.dependency_overrides[get_enqueue] = lambda: recorder
         client = TestClient(app)
+        watch(client, app)
         clients.append(client)
         return client, recorder
 

@@ -9,13 +9,14 @@ from fastapi.responses import JSONResponse
 from app.api.auth import TRAIN
 from app.api.deps import EnqueueDep, SessionDep, SettingsDep, StorageDep
 from app.api.owners import AccessDep, DatasetDep
+from app.openapi import errors
 from app.schemas import DatasetOut, ListOf
 from app.services import datasets, idempotency
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], dependencies=[TRAIN])
 
 
-@router.post("", status_code=201, response_model=DatasetOut)
+@router.post("", status_code=201, response_model=DatasetOut, responses=errors(409, 422))
 def upload_dataset(session: SessionDep, settings: SettingsDep, storage: StorageDep, enqueue: EnqueueDep, access: AccessDep,
                    file: Annotated[UploadFile, File()], kind: Annotated[str, Form()],
                    name: Annotated[str | None, Form()] = None, teacher: Annotated[str | None, Form()] = None,
@@ -50,7 +51,7 @@ def get_dataset(dataset: DatasetDep) -> DatasetOut:
     return DatasetOut.of(dataset)
 
 
-@router.delete("/{dataset_id}")
+@router.delete("/{dataset_id}", responses=errors(409))
 def delete_dataset(dataset: DatasetDep, session: SessionDep, storage: StorageDep) -> dict:
     """Delete a dataset and its files (409 while a job uses it)."""
     datasets.delete_dataset(session, storage, dataset)

@@ -14,6 +14,7 @@ from app.api.auth import TRANSFORM
 from app.api.deps import ModelCacheDep, SessionDep, SettingsDep, StorageDep, TelemetryDep
 from app.errors import InvalidContent
 from app.models import ModelVersion
+from app.openapi import errors
 from app.schemas import EmbeddingsRequest, EmbeddingsResponse
 from app.services import inference, registry
 from app.services.transform_codec import parse_request, render_embeddings
@@ -39,7 +40,8 @@ def check_dimensions(dimensions: int | None, version: ModelVersion) -> None:
                              param="dimensions", code="dimensions_not_supported")
 
 
-@router.post("/v1/embeddings", response_model=EmbeddingsResponse, openapi_extra=REQUEST_SCHEMA)
+@router.post("/v1/embeddings", response_model=EmbeddingsResponse, openapi_extra=REQUEST_SCHEMA,
+             responses=errors(404, 422, 429))
 async def embeddings(request: Request, session: SessionDep, settings: SettingsDep, storage: StorageDep,
                      cache: ModelCacheDep, telemetry: TelemetryDep) -> Response:
     """Embed texts (models trained on text) or map vectors, in OpenAI's request and response shape."""

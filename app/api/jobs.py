@@ -12,6 +12,7 @@ from app.api.auth import TRAIN
 from app.api.deps import EnqueueDep, SessionDep, SettingsDep
 from app.api.owners import AccessDep, JobDep
 from app.errors import InvalidRequest
+from app.openapi import errors
 from app.schemas import CheckpointOut, EventOut, ListOf, MetricOut, TrainingJobCreate, TrainingJobOut
 from app.ids import is_id
 from app.services import idempotency, jobs
@@ -21,7 +22,7 @@ router = APIRouter(prefix="/v1/training-jobs", tags=["training jobs"], dependenc
 Limit = Annotated[int, Query(ge=1, le=100)]
 
 
-@router.post("", status_code=202, response_model=TrainingJobOut)
+@router.post("", status_code=202, response_model=TrainingJobOut, responses=errors(404, 409, 422))
 def create_job(body: TrainingJobCreate, session: SessionDep, settings: SettingsDep, enqueue: EnqueueDep, access: AccessDep,
                idempotency_key: Annotated[str | None, Header()] = None) -> JSONResponse:
     """Queue a training job (it runs on a worker; poll it for status and progress)."""
@@ -75,7 +76,7 @@ def get_job(job: JobDep) -> TrainingJobOut:
     return TrainingJobOut.of(job)
 
 
-@router.post("/{job_id}/cancel", response_model=TrainingJobOut)
+@router.post("/{job_id}/cancel", response_model=TrainingJobOut, responses=errors(409))
 def cancel_job(job: JobDep, session: SessionDep) -> TrainingJobOut:
     """Cancel (idempotent): at once if not started, else after the current epoch."""
     return TrainingJobOut.of(jobs.cancel_job(session, job))

@@ -9,6 +9,7 @@ from app.api.auth import TRAIN
 from app.api.deps import ModelCacheDep, SessionDep, StorageDep
 from app.api.owners import AccessDep
 from app.models import RegisteredModel
+from app.openapi import errors
 from app.schemas import MAX_INT, AliasOut, AliasUpdate, Annotations, ListOf, ModelOut, ModelVersionOut
 from app.services import registry
 
@@ -29,7 +30,7 @@ def model_out(session, model: RegisteredModel, with_versions: bool) -> ModelOut:
                     versions=[ModelVersionOut.of(v, alias_names.get(v.id, [])) for v in versions] if with_versions else None)
 
 
-@router.get("", response_model=ListOf[ModelOut], response_model_exclude_none=True)
+@router.get("", response_model=ListOf[ModelOut], response_model_exclude={"data": {"__all__": {"versions"}}})
 def list_models(session: SessionDep, access: AccessDep, after: str | None = None,
                 limit: Annotated[int, Query(ge=1, le=100)] = 20) -> ListOf[ModelOut]:
     """List the caller's models (an admin key: everyone's) by name."""
@@ -75,7 +76,7 @@ def update_version(name: str, version: VersionNumber, body: Annotations, session
     return version_out(session, row)
 
 
-@router.delete("/{name}/versions/{version}")
+@router.delete("/{name}/versions/{version}", responses=errors(409))
 def delete_version(name: str, version: VersionNumber, session: SessionDep, storage: StorageDep, cache: ModelCacheDep,
                    access: AccessDep) -> dict:
     """Delete a version and its files; 409 while an alias points at it. Its number is not reused."""

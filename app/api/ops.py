@@ -2,8 +2,11 @@
 (Prometheus) are open, for probes and scrapers; /info needs a key of any scope."""
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from sqlalchemy import text
 
 from app import queue
@@ -24,7 +27,13 @@ def livez() -> dict:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+class Readiness(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str]  # database, broker, storage: "ok" or "error: ..."
+
+
+@router.get("/readyz", response_model=Readiness,
+            responses={503: {"model": Readiness, "description": "Something is down; `checks` says what"}})
 def readyz(settings: SettingsDep, storage: StorageDep) -> JSONResponse:
     """Database, broker and storage are reachable (503 otherwise)."""
     checks = {}

@@ -13,6 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from app.api.auth import TRANSFORM
 from app.api.deps import ModelCacheDep, SessionDep, SettingsDep, StorageDep, TelemetryDep
+from app.openapi import errors
 from app.schemas import TransformRequest, TransformResponse
 from app.services import inference
 from app.services.transform_codec import parse_request, render_response
@@ -23,7 +24,8 @@ REQUEST_SCHEMA = {"requestBody": {"required": True, "content": {"application/jso
 INLINE_RENDER_VALUES = 1 << 16  # larger answers are serialised in the thread pool
 
 
-@router.post("/v1/transform", response_model=TransformResponse, openapi_extra=REQUEST_SCHEMA)
+@router.post("/v1/transform", response_model=TransformResponse, openapi_extra=REQUEST_SCHEMA,
+             responses=errors(404, 422, 429))
 async def transform(request: Request, session: SessionDep, settings: SettingsDep, storage: StorageDep,
                     cache: ModelCacheDep, telemetry: TelemetryDep) -> Response:
     """Map input embeddings (or texts, for text-trained models) to the target space."""

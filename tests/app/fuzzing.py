@@ -1,7 +1,8 @@
 """Schema fuzzing: Schemathesis generates requests for every operation of the app's OpenAPI schema
 (valid ones, and ones that break the schema), sends them in process with a real API key of each
-scope, no key or a bogus key, and checks what users are promised: no 5xx, and every 4xx in the
-error shape {"error": {"type", "code", "message", "param"}}.
+scope, no key or a bogus key, and checks what users are promised: no 5xx, every 4xx in the error
+shape {"error": {"type", "code", "message", "param"}}, and every answer as /openapi.json describes it
+(a status the operation lists, the content type and the body schema listed for it).
 
 Used by tests/app/test_schema_fuzz.py (a bounded run in the suite) and by `make fuzz` (a long run on
 PostgreSQL: `python -m tests.app.fuzzing --examples 300`)."""
@@ -21,10 +22,14 @@ import hypothesis
 import schemathesis
 from hypothesis import HealthCheck, Phase, strategies as st
 from schemathesis import GenerationMode
+from schemathesis.specs.openapi.checks import (content_type_conformance, response_schema_conformance,
+                                               status_code_conformance)
 
 # The auth headers a request may carry: keys of every scope (admin most often, so that most requests
 # get past auth to the handlers), none, and a key that does not exist.
 SCOPES = ("admin", "train", "transform")
+# Schemathesis's checks that the response is one the schema documents (status, content type, body).
+CONFORMANCE = [status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
 @dataclass
@@ -103,6 +108,15 @@ def with_existing(case, existing: dict) -> None:
                 case.body[name] = existing[name]
 
 
+def schema_drift(case, response, headers: dict) -> str | None:
+    """Why the response is not what /openapi.json documents for the operation, or None."""
+    try:
+        case.validate_response(response, checks=CONFORMANCE, headers=headers)
+    except (AssertionError, ExceptionGroup) as exc:
+        return f"differs from /openapi.json: {str(exc)[:600]}"
+    return None
+
+
 def generation_modes(definition: dict) -> list[GenerationMode]:
     """Positive, and negative where a request can break the schema: a body, a query parameter or a
     typed path parameter (a plain string path parameter has no invalid value, and Hypothesis would
@@ -140,6 +154,8 @@ def fuzz(app, keys: dict[str, str], existing: dict, *, examples: int, seed: int 
                     status, problem = response.status_code, error_shape_problem(response.status_code, response.content)
                 except Exception as exc:  # the test client re-raises what the app did not handle: a 500
                     status, problem = 500, f"server error 500: unhandled {type(exc).__name__}: {str(exc)[:300]}"
+                else:
+                    problem = problem or schema_drift(case, response, auth)
                 result.statuses[status] = result.statuses.get(status, 0) + 1
                 if problem is not None:
                     failing.update(problem=problem, request=case.as_curl_command(headers=auth))
