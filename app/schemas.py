@@ -320,6 +320,9 @@ class TransformRequest(BaseModel):
         "and the answer's embeddings are base64 too. Unsaid, a string `input` is text for a model trained on text "
         "and base64 for a model trained on vectors; 'float' with a string `input` means text."))
     normalize: bool = False
+    truncate: bool = Field(True, description=(
+        "Text input: cut a text longer than the teacher's max_length tokens (default, as TEI), or refuse it "
+        "(422 naming it) when false"))
 
     _model = field_validator("model")(lambda v: check_text(v, "model"))
     _alias = field_validator("alias")(lambda v: v if v is None else check_text(v, "alias"))
@@ -355,6 +358,9 @@ class EmbeddingsRequest(BaseModel):
     dimensions: int | None = Field(None, ge=1, le=MAX_INT, description=(
         "Output dimensions; only the model's own `dim_out` (no model here is trained to be shortened)"))
     user: str | None = Field(None, max_length=256, description="Accepted for OpenAI clients; not stored")
+    truncate: bool = Field(True, description=(
+        "Not in OpenAI's API: cut a text longer than the teacher's max_length tokens (default), or refuse it "
+        "(422 naming it) when false"))
 
     _model = field_validator("model")(lambda v: check_text(v, "model"))
 

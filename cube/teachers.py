@@ -270,6 +270,12 @@ class Teacher:
         ids = self._tokenizer(list(texts), truncation=True, max_length=self.spec.max_length)["input_ids"]
         return sum(len(row) for row in ids)
 
+    def token_lengths(self, texts: list[str]) -> list[int]:
+        """Each text's length in tokens before any cut (special tokens included): what `encode` would
+        have to cut at `max_length`."""
+        self._load()
+        return [len(row) for row in self._tokenizer(list(texts), truncation=False)["input_ids"]]
+
     def _pool(self, hidden, mask):
         import torch.nn.functional as F
 

@@ -57,7 +57,7 @@ async def embeddings(request: Request, session: SessionDep, settings: SettingsDe
                 check_dimensions(req.dimensions, resolved)
                 if parsed.x is not None:  # the JSON fast path parsed the vectors already
                     return inference.check_matrix(parsed.x, resolved, limit)
-                return inference.vectors_or_texts(texts or req.input, resolved, limit)
+                return inference.vectors_or_texts(texts or req.input, resolved, limit, truncate=req.truncate)
 
             prepared = inference.prepare(session, settings, storage, cache, model=name, version=version, alias=alias,
                                          read=read)

@@ -35,18 +35,21 @@ async def transform(request: Request, session: SessionDep, settings: SettingsDep
         try:
             parsed = parse_request(body)
             req = parsed.req
-            return req, inference.prepare(session, settings, storage, cache, model=req.model, version=req.version,
-                                          alias=req.alias, read=partial(inference.transform_input, req, parsed.x))
+            prepared = inference.prepare(session, settings, storage, cache, model=req.model, version=req.version,
+                                         alias=req.alias, read=partial(inference.transform_input, req, parsed.x))
+            texts = None if parsed.x is not None else inference.texts_of(req, prepared.version)
+            return req, prepared, inference.count_tokens(prepared.version, texts) if texts else None
         finally:
             # Hand the connection back before waiting on the batcher: held for the whole request, the
             # pool's few connections would cap how many requests can share a forward pass.
             session.close()
 
-    req, prepared = await run_in_threadpool(prepare)
+    req, prepared, tokens = await run_in_threadpool(prepare)
     result = await inference.transform(prepared, telemetry, normalize=req.normalize)
     version = result.version
     args = (result.y,)
-    kwargs = {"model": version.model_name, "version": version.version, "encoding_format": req.encoding_format}
+    kwargs = {"model": version.model_name, "version": version.version, "encoding_format": req.encoding_format,
+              "tokens": tokens}
     content = render_response(*args, **kwargs) if result.y.size <= INLINE_RENDER_VALUES else \
         await run_in_threadpool(render_response, *args, **kwargs)
     return Response(content, media_type="application/json", headers={

@@ -153,10 +153,19 @@ def transform_input(req: TransformRequest, x: np.ndarray | None, version: ModelV
     if x is not None:
         return check_matrix(x, version, limit)
     if not isinstance(req.input, str):
-        return vectors_or_texts(req.input, version, limit)
+        return vectors_or_texts(req.input, version, limit, truncate=req.truncate)
     if string_is_text(req, version):
-        return encode_text([req.input], version, limit)
+        return encode_text([req.input], version, limit, truncate=req.truncate)
     return decode_base64(req.input, version, limit, explicit="encoding_format" in req.model_fields_set)
+
+
+def texts_of(req: TransformRequest, version: ModelVersion) -> list[str] | None:
+    """The texts a /v1/transform request sends (for its usage), or None when it sends vectors."""
+    if isinstance(req.input, list) and req.input and isinstance(req.input[0], str):
+        return list(req.input)
+    if isinstance(req.input, str) and string_is_text(req, version):
+        return [req.input]
+    return None
 
 
 def string_is_text(req: TransformRequest, version: ModelVersion) -> bool:
@@ -192,12 +201,12 @@ def decode_base64(text: str, version: ModelVersion, limit: int, *, explicit: boo
     return check_finite(x)
 
 
-def vectors_or_texts(items: list, version: ModelVersion, limit: int) -> np.ndarray:
+def vectors_or_texts(items: list, version: ModelVersion, limit: int, *, truncate: bool = True) -> np.ndarray:
     """A list of texts (text models) or of vectors as a float32 [N, dim_in] matrix, or a 4xx."""
     if not items:
         raise InvalidContent("input is empty", param="input", code="empty_input")
     if isinstance(items[0], str):
-        return encode_text(items, version, limit)
+        return encode_text(items, version, limit, truncate=truncate)
     if len(items) > limit:
         raise PayloadTooLarge(f"at most {limit} vectors per request, got {len(items)}", param="input")
     d = version.dim_in
@@ -210,7 +219,9 @@ def vectors_or_texts(items: list, version: ModelVersion, limit: int) -> np.ndarr
     return check_finite(x)
 
 
-def encode_text(texts: list[str], version: ModelVersion, limit: int) -> np.ndarray:
+def encode_text(texts: list[str], version: ModelVersion, limit: int, *, truncate: bool = True) -> np.ndarray:
+    """The teacher's embeddings of `texts`. A text longer than the teacher reads is cut to its
+    `max_length` tokens (as TEI does by default), or, with truncate=False, refused naming it."""
     if version.teacher is None:
         raise InvalidContent(f"model {version.model_name} v{version.version} was trained on vectors; send vectors",
                              param="input", code="text_not_supported")
@@ -219,7 +230,14 @@ def encode_text(texts: list[str], version: ModelVersion, limit: int) -> np.ndarr
     empty = next((i for i, t in enumerate(texts) if not t), None)
     if empty is not None:
         raise InvalidContent(f"input[{empty}] is an empty string", param=f"input[{empty}]", code="empty_input")
-    return np.asarray(teacher(version.teacher).encode(list(texts)), dtype=np.float32)
+    encoder = teacher(version.teacher)
+    if not truncate:
+        longest = encoder.spec.max_length
+        for i, n in enumerate(encoder.token_lengths(texts)):
+            if n > longest:
+                raise InvalidContent(f"input[{i}] is {n} tokens long; teacher {version.teacher!r} reads at most {longest} "
+                                     f"(send truncate: true to cut it there)", param=f"input[{i}]", code="input_too_long")
+    return np.asarray(encoder.encode(list(texts)), dtype=np.float32)
 
 
 def count_tokens(version: ModelVersion, texts: list[str]) -> int:

@@ -74,11 +74,12 @@ def _embeddings(y: np.ndarray, encoding_format: str) -> list[dict]:
     return [{"object": "embedding", "index": i, "embedding": row} for i, row in enumerate(y)]
 
 
-def render_response(y: np.ndarray, *, model: str, version: int, encoding_format: str) -> bytes:
-    """`TransformResponse` as JSON bytes."""
+def render_response(y: np.ndarray, *, model: str, version: int, encoding_format: str, tokens: int | None = None) -> bytes:
+    """`TransformResponse` as JSON bytes; usage counts the teacher's tokens too when the input was text."""
     y = np.ascontiguousarray(y, dtype=np.float32)  # (N, dim_out)
+    usage = {"vectors": int(y.shape[0])} | ({} if tokens is None else {"tokens": tokens})
     out = {"object": "list", "data": _embeddings(y, encoding_format), "model": model, "version": version,
-           "dim": int(y.shape[1]), "usage": {"vectors": int(y.shape[0])}}
+           "dim": int(y.shape[1]), "usage": usage}
     return orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
