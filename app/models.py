@@ -172,9 +172,9 @@ class ModelEvaluation(Base):
     __tablename__ = "model_evaluations"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    model_name: Mapped[str] = mapped_column(ForeignKey("models.name"))
-    version_id: Mapped[str] = mapped_column(ForeignKey("model_versions.id"), index=True)
-    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"))
+    model_name: Mapped[str] = mapped_column(String(200))
+    version_id: Mapped[str] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"), index=True)
+    dataset_id: Mapped[str] = mapped_column(String(40))          # no foreign key: the dataset may be deleted later
     status: Mapped[str] = mapped_column(String(20))               # queued | running | succeeded | failed
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)   # metrics per method, as in the training report
     error_code: Mapped[str | None] = mapped_column(String(64))

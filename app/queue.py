@@ -13,6 +13,7 @@ from app.settings import Settings
 
 TRAIN_TASK = "cube.train_job"
 ENCODE_TASK = "cube.encode_dataset"
+EVALUATE_TASK = "cube.evaluate_version"
 DEVICES = ("cpu", "cuda")  # a job's device picks its queue; `cube worker --device` picks what a worker takes
 
 TRANSPORT_ALIASES.setdefault("cubesqla", "app.sql_broker:Transport")
@@ -24,7 +25,7 @@ def broker_url(settings: Settings) -> str:
 
 
 def device_queue(settings: Settings, device: str) -> str:
-    """The queue of one device kind: training.cpu, training.cuda. Text encoding runs on CPU workers."""
+    """The queue of one device kind: training.cpu, training.cuda. Text encoding and evaluations run on CPU workers."""
     if device not in DEVICES:
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
     return f"{settings.training_queue}.{device}"
@@ -50,7 +51,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "task_ignore_result": True,  # state lives in SQL, never in a result backend
         "task_default_queue": device_queue(settings, "cpu"),
-        "task_routes": {ENCODE_TASK: {"queue": device_queue(settings, "cpu")}},
+        "task_routes": {task: {"queue": device_queue(settings, "cpu")} for task in (ENCODE_TASK, EVALUATE_TASK)},
         "task_soft_time_limit": settings.job_soft_time_limit,
         "task_time_limit": settings.job_soft_time_limit + settings.job_time_limit_grace,
         "task_serializer": "json",

@@ -306,6 +306,56 @@ class AliasOut(BaseModel):
     version: int
 
 
+# ---- evaluations ----------------------------------------------------------------------------
+
+class EvaluationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dataset_id: str = Field(description="the held-out set: every pair of this dataset is scored")
+
+    _dataset_id = field_validator("dataset_id")(lambda v: check_text(v, "dataset_id"))
+
+
+class EvaluationOut(BaseModel):
+    id: str
+    object: Literal["model.evaluation"] = "model.evaluation"
+    created_at: int
+    model: str
+    version: int
+    dataset_id: str
+    status: str                       # queued | running | succeeded | failed
+    attempt: int
+    started_at: int | None
+    finished_at: int | None
+    error: JobError | None
+    result: dict[str, Any] | None     # the training report's shape: main, methods, n; plus not_shown
+
+    @classmethod
+    def of(cls, e: models.ModelEvaluation, version: int) -> "EvaluationOut":
+        as_int = lambda t: None if t is None else int(t)  # noqa: E731
+        return cls(id=e.id, created_at=int(e.created_at), model=e.model_name, version=version, dataset_id=e.dataset_id,
+                   status=e.status, attempt=e.attempt, started_at=as_int(e.started_at), finished_at=as_int(e.finished_at),
+                   error=JobError(code=e.error_code, message=e.error_message or "") if e.error_code else None,
+                   result=e.result)
+
+
+class ComparedVersion(BaseModel):
+    version: int
+    evaluation_id: str
+    status: str                       # the version's promotion status
+    arch: str
+    metrics: dict[str, Any]           # the version's own scores on the dataset
+    methods: dict[str, Any]           # ... and the baselines it was shown beside
+
+
+class ComparisonOut(BaseModel):
+    object: Literal["model.comparison"] = "model.comparison"
+    model: str
+    dataset_id: str
+    n: int
+    versions: list[ComparedVersion]
+    best: dict[str, int]              # metric -> the version that leads on it
+
+
 # ---- transform ------------------------------------------------------------------------------
 
 class TransformRequest(BaseModel):

@@ -1,7 +1,7 @@
 """Celery tasks: thin envelopes that pass an id to one pipeline function in app.services."""
 from __future__ import annotations
 
-from app.queue import ENCODE_TASK, TRAIN_TASK, enqueue
+from app.queue import ENCODE_TASK, EVALUATE_TASK, TRAIN_TASK, enqueue
 from app.settings import get_settings
 from worker.celery_app import celery_app
 
@@ -22,3 +22,10 @@ def encode_dataset(dataset_id: str) -> str:
 
     settings = get_settings()
     return encode(settings, dataset_id, lambda task, *args, device="cpu": enqueue(settings, task, *args, device=device))
+
+
+@celery_app.task(name=EVALUATE_TASK)
+def evaluate_version(evaluation_id: str) -> str:
+    from app.services.evaluation_run import run_evaluation
+
+    return run_evaluation(get_settings(), evaluation_id)

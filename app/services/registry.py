@@ -92,6 +92,8 @@ def set_alias(session: Session, name: str, alias: str, number: int, access: Acce
     if not alias or len(alias) > 100 or alias.isdigit():
         raise InvalidRequest("an alias is 1-100 characters and not a number", param="alias")
     version = get_version(session, name, number, access)
+    if alias == DEFAULT_ALIAS:  # the version record says why it serves unpinned callers: by hand, not by its gate
+        version.promotion = {**(version.promotion or {}), "set_default_by_hand_at": time.time()}
     row = session.get(ModelAlias, (name, alias))
     if row is None:
         session.add(ModelAlias(model_name=name, alias=alias, version_id=version.id, updated_at=time.time()))
@@ -105,6 +107,8 @@ def set_alias(session: Session, name: str, alias: str, number: int, access: Acce
         row = session.get(ModelAlias, (name, alias))
         row.version_id, row.updated_at = version.id, time.time()
         outbox.alias_moved(session, name, alias)
+        if alias == DEFAULT_ALIAS:
+            version.promotion = {**(version.promotion or {}), "set_default_by_hand_at": time.time()}
         session.commit()
     return version
 

@@ -39,9 +39,8 @@ def upgrade() -> None:
     sa.Column('started_at', sa.Float(), nullable=True),
     sa.Column('finished_at', sa.Float(), nullable=True),
     sa.Column('owner_key_id', sa.String(length=40), nullable=True),
-    sa.ForeignKeyConstraint(['dataset_id'], ['datasets.id'], name=op.f('fk_model_evaluations_dataset_id_datasets')),
-    sa.ForeignKeyConstraint(['model_name'], ['models.name'], name=op.f('fk_model_evaluations_model_name_models')),
-    sa.ForeignKeyConstraint(['version_id'], ['model_versions.id'], name=op.f('fk_model_evaluations_version_id_model_versions')),
+    sa.ForeignKeyConstraint(['version_id'], ['model_versions.id'], name=op.f('fk_model_evaluations_version_id_model_versions'),
+                            ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_model_evaluations'))
     )
     op.create_index(op.f('ix_model_evaluations_version_id'), 'model_evaluations', ['version_id'], unique=False)

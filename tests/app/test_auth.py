@@ -24,8 +24,10 @@ def secured(client_for, sqlite_settings):
     return c, make_key, s
 
 
-READS = [("get", "/v1/datasets"), ("get", "/v1/training-jobs"), ("get", "/v1/models")]
-TRAIN_WRITES = [("post", "/v1/training-jobs"), ("put", "/v1/models/m/aliases/prod"), ("delete", "/v1/datasets/ds_x")]
+READS = [("get", "/v1/datasets"), ("get", "/v1/training-jobs"), ("get", "/v1/models"),
+         ("get", "/v1/models/m/compare?versions=1,2&dataset_id=ds_x"), ("get", "/v1/models/m/versions/1/evaluations")]
+TRAIN_WRITES = [("post", "/v1/training-jobs"), ("put", "/v1/models/m/aliases/prod"), ("delete", "/v1/datasets/ds_x"),
+                ("post", "/v1/models/m/versions/1/evaluations")]
 TRANSFORM = [("post", "/v1/transform"), ("post", "/v1/embeddings")]
 
 

@@ -84,7 +84,9 @@ def test_a_passing_version_takes_default_and_a_hand_move_overrides(client, train
     assert served(c) == 2
     # By hand: default goes back to version 1 (still rejected), and serving follows at once.
     assert c.put("/v1/models/gated/aliases/default", json={"version": 1}).status_code == 200
-    assert served(c) == 1 and c.get("/v1/models/gated/versions/1").json()["status"] == "rejected"
+    v1 = c.get("/v1/models/gated/versions/1").json()
+    assert served(c) == 1 and v1["status"] == "rejected" and v1["promotion"]["set_default_by_hand_at"] > 0
+    assert v1["promotion"]["passed"] is False  # the gate's verdict stands beside the hand move
     # A version that fails its floor does not move it; one in manual mode passes but does not either.
     v3 = train(TRAINED, {"max_loss_to_baseline": 0.05, "min_score": 1.0})
     record = c.get("/v1/models/gated/versions/3").json()["promotion"]

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from app.queue import ENCODE_TASK, TRAIN_TASK, broker_url, celery_config
+from app.queue import ENCODE_TASK, EVALUATE_TASK, TRAIN_TASK, broker_url, celery_config
 from app.settings import Settings
 
 
@@ -31,7 +31,7 @@ def test_tasks_are_registered_under_the_shared_names():
     import worker.tasks  # noqa: F401  (the worker imports it at start through `include`)
     from worker.celery_app import celery_app
 
-    assert {TRAIN_TASK, ENCODE_TASK} <= set(celery_app.tasks)
+    assert {TRAIN_TASK, ENCODE_TASK, EVALUATE_TASK} <= set(celery_app.tasks)
     assert celery_app.conf.task_acks_late is True
 
 
