@@ -1,6 +1,6 @@
 """The `cube` command: the cube library's offline commands plus the service's commands.
 
-    cube train | transform | synth      offline (cube.commands)
+    cube train | transform | export | synth   offline (cube.commands)
     cube up [--host --port --data-dir]  embedded service: migrations + one worker + the API
     cube api [--host --port --workers N] the API only: N processes on one port (production: many replicas)
     cube worker [--device cuda ...]     one Celery worker on a device's queue (training.cpu, training.cuda)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
@@ -193,6 +193,56 @@ class ModelAlias(Base):
     alias: Mapped[str] = mapped_column(String(100), primary_key=True)
     version_id: Mapped[str] = mapped_column(ForeignKey("model_versions.id"))
     updated_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class TransformJob(Base):
+    """A bulk transform: one model version over a whole input (a stored dataset's inputs or an uploaded
+    file), run by a worker in batches; the result is one .npy file. Lifecycle columns as TrainingJob's."""
+    __tablename__ = "transform_jobs"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(200))
+    model_version_id: Mapped[str] = mapped_column(ForeignKey("model_versions.id"))  # resolved at creation: pinned
+    version: Mapped[int] = mapped_column(Integer)
+    dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id"), index=True)  # None: an uploaded file
+    input_key: Mapped[str] = mapped_column(String(300))        # the file the worker reads
+    input_format: Mapped[str] = mapped_column(String(16))      # npy | npz | parquet | jsonl
+    input_kind: Mapped[str] = mapped_column(String(16))        # vectors | texts
+    input_bytes: Mapped[int] = mapped_column(BigInteger)
+    num_rows: Mapped[int] = mapped_column(Integer)
+    dim_in: Mapped[int] = mapped_column(Integer)
+    dim_out: Mapped[int] = mapped_column(Integer)
+    normalize: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(20), index=True)  # app.jobs.states
+    device: Mapped[str] = mapped_column(String(10), default="cpu", server_default="cpu")
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(200))
+    sent_at: Mapped[float | None] = mapped_column(Float)
+    heartbeat_at: Mapped[float | None] = mapped_column(Float)
+    rows_done: Mapped[int] = mapped_column(Integer, default=0)
+    estimated_finish: Mapped[float | None] = mapped_column(Float)
+    result_key: Mapped[str | None] = mapped_column(String(300))
+    result_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    cancel_requested_at: Mapped[float | None] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float)
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    owner_key_id: Mapped[str | None] = mapped_column(String(40), index=True)
+
+
+class TransformJobEvent(Base):
+    __tablename__ = "transform_job_events"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("transform_jobs.id", ondelete="CASCADE"), index=True)
+    level: Mapped[str] = mapped_column(String(10))
+    type: Mapped[str] = mapped_column(String(10))
+    message: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
 
 
 class IdempotencyKey(Base):

@@ -14,6 +14,7 @@ from app.settings import Settings
 TRAIN_TASK = "cube.train_job"
 ENCODE_TASK = "cube.encode_dataset"
 EVALUATE_TASK = "cube.evaluate_version"
+TRANSFORM_TASK = "cube.transform_job"
 DEVICES = ("cpu", "cuda")  # a job's device picks its queue; `cube worker --device` picks what a worker takes
 
 TRANSPORT_ALIASES.setdefault("cubesqla", "app.sql_broker:Transport")

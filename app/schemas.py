@@ -477,3 +477,78 @@ class WebhookDeliveryOut(BaseModel):
                    next_attempt_at=d.next_attempt_at if d.status == "pending" else None, payload=d.payload,
                    attempts=[WebhookAttemptOut(number=t.number, status_code=t.status_code, error=t.error,
                                                duration_ms=t.duration_ms, at=t.at) for t in tries])
+
+
+# ---- bulk transform jobs --------------------------------------------------------------------
+
+class TransformJobCreate(BaseModel):
+    """A bulk transform of a stored dataset's inputs (a file is sent as multipart/form-data instead)."""
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(min_length=1, max_length=200)
+    version: int | None = Field(None, ge=1, le=MAX_INT)
+    alias: str | None = Field(None, min_length=1, max_length=100)
+    dataset_id: str
+    normalize: bool = False
+    metadata: dict[str, Any] | None = None
+
+    _model = field_validator("model")(lambda v: check_text(v, "model"))
+    _alias = field_validator("alias")(lambda v: v if v is None else check_text(v, "alias"))
+    _dataset_id = field_validator("dataset_id")(lambda v: check_text(v, "dataset_id"))
+    _metadata = field_validator("metadata")(lambda v: v if v is None else check_json(v, "metadata"))
+
+
+class TransformProgress(BaseModel):
+    rows_done: int
+    rows: int
+    fraction: float
+
+
+class TransformResultOut(BaseModel):
+    format: Literal["npy"] = "npy"      # float32 [rows, dim], row i the image of input row i
+    dtype: Literal["float32"] = "float32"
+    shape: list[int]
+    bytes: int
+
+
+class TransformJobOut(BaseModel):
+    id: str
+    object: Literal["transform_job"] = "transform_job"
+    created_at: int
+    model: str
+    version: int
+    model_version_id: str
+    dataset_id: str | None
+    input: dict[str, Any]
+    normalize: bool
+    status: str
+    progress: TransformProgress
+    estimated_finish: int | None
+    attempt: int
+    error: JobError | None
+    result: TransformResultOut | None
+    cancel_requested_at: int | None
+    started_at: int | None
+    finished_at: int | None
+    metadata: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, j: models.TransformJob) -> "TransformJobOut":
+        as_int = lambda t: None if t is None else int(t)  # noqa: E731
+        result = None
+        if j.status == "succeeded" and j.result_bytes is not None:
+            result = TransformResultOut(shape=[j.num_rows, j.dim_out], bytes=j.result_bytes)
+        return cls(
+            id=j.id, created_at=int(j.created_at), model=j.model_name, version=j.version,
+            model_version_id=j.model_version_id, dataset_id=j.dataset_id,
+            input={"kind": j.input_kind, "format": j.input_format, "rows": j.num_rows, "dim": j.dim_in, "bytes": j.input_bytes},
+            normalize=j.normalize, status=j.status,
+            progress=TransformProgress(rows_done=j.rows_done, rows=j.num_rows, fraction=round(j.rows_done / j.num_rows, 4)),
+            estimated_finish=as_int(j.estimated_finish), attempt=j.attempt,
+            error=JobError(code=j.error_code, message=j.error_message or "") if j.error_code else None,
+            result=result, cancel_requested_at=as_int(j.cancel_requested_at), started_at=as_int(j.started_at),
+            finished_at=as_int(j.finished_at), metadata=j.metadata_,
+        )
+
+
+class TransformJobEventOut(EventOut):
+    object: Literal["transform_job.event"] = "transform_job.event"  # type: ignore[assignment]

@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     transform_max_wait_ms: float = 2.0      # how long a pass waits for company
     transform_max_queue_rows: int = 8192    # beyond this, 429 with Retry-After
     transform_resolve_cache_seconds: float = 1.0  # other processes' alias moves reach this one within this
+    transform_job_batch_rows: int = 1024    # rows per forward pass of a bulk transform job (its memory bound)
 
     # Delivery guarantees (see docs/service.md, "Jobs and workers").
     max_attempts: int = 3                  # claims of one job before it is failed for good

@@ -46,6 +46,7 @@ def prepare_pool_process(**_) -> None:
 
     if threads > 0:
         torch.set_num_threads(threads)
+    import app.services.bulk_transform  # noqa: F401
     import app.services.training  # noqa: F401
     import cube.experiment  # noqa: F401
 

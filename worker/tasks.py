@@ -1,7 +1,7 @@
 """Celery tasks: thin envelopes that pass an id to one pipeline function in app.services."""
 from __future__ import annotations
 
-from app.queue import ENCODE_TASK, EVALUATE_TASK, TRAIN_TASK, enqueue
+from app.queue import ENCODE_TASK, EVALUATE_TASK, TRAIN_TASK, TRANSFORM_TASK, enqueue
 from app.settings import get_settings
 from worker.celery_app import celery_app
 
@@ -29,3 +29,10 @@ def evaluate_version(evaluation_id: str) -> str:
     from app.services.evaluation_run import run_evaluation
 
     return run_evaluation(get_settings(), evaluation_id)
+
+
+@celery_app.task(name=TRANSFORM_TASK, bind=True)
+def transform_job(self, job_id: str) -> str:
+    from app.services.bulk_transform import run_transform_job
+
+    return run_transform_job(get_settings(), job_id, self.request.hostname).outcome

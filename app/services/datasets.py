@@ -21,7 +21,7 @@ from app.errors import Conflict, InvalidContent, InvalidRequest, NotFound, NotRe
 from app.ids import is_id, new_id
 from app.jobs import lifecycle, states
 from app.jobs.states import DatasetStatus
-from app.models import Dataset, TrainingJob
+from app.models import Dataset, TrainingJob, TransformJob
 from app.queue import ENCODE_TASK
 from app.safe_input import check_json, check_text
 from app.services.access import EVERYONE, Access
@@ -219,6 +219,10 @@ def delete_dataset(session: Session, storage: LocalStorage, dataset: Dataset) ->
     jobs = list(session.scalars(select(TrainingJob.status).where(TrainingJob.dataset_id == dataset.id)))
     if any(s in states.ACTIVE for s in jobs):
         raise Conflict(f"dataset {dataset.id} is used by an active training job", code="dataset_in_use")
+    transforms = list(session.scalars(select(TransformJob.status).where(TransformJob.dataset_id == dataset.id)))
+    if any(s in states.ACTIVE for s in transforms):
+        raise Conflict(f"dataset {dataset.id} is read by an active transform job", code="dataset_in_use")
+    jobs += transforms
     if jobs:
         lifecycle.retire_dataset(dataset)
     else:
