@@ -184,18 +184,20 @@ def check_cursor(after: str | None, kind: str) -> None:
                              code="invalid_cursor")
 
 
-def cancel_job(session: Session, job: TrainingJob) -> TrainingJob:
+def cancel_job(session: Session, job: Any, what: str = "job") -> Any:
+    """Cancel a training or transform job (the lifecycle serves both kinds); 409 once it has ended."""
     try:
         return lifecycle.cancel(session, job)
     except states.IllegalTransition:
-        raise Conflict(f"job {job.id} already {job.status}", code="illegal_state", param="job_id") from None
+        raise Conflict(f"{what} {job.id} already {job.status}", code="illegal_state", param="job_id") from None
 
 
-def list_events(session: Session, job: TrainingJob, after: str | None, limit: int) -> tuple[list[JobEvent], bool]:
+def list_events(session: Session, job: Any, after: str | None, limit: int, event_model: type = JobEvent) -> tuple[list, bool]:
+    """A page of a job's events, oldest first (`event_model`: the kind's event table)."""
     check_cursor(after, "event")
-    query = select(JobEvent).where(JobEvent.job_id == job.id).order_by(JobEvent.id).limit(limit + 1)
+    query = select(event_model).where(event_model.job_id == job.id).order_by(event_model.id).limit(limit + 1)
     if after:
-        query = query.where(JobEvent.id > after)
+        query = query.where(event_model.id > after)
     rows = list(session.scalars(query))
     return rows[:limit], len(rows) > limit
 

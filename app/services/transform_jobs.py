@@ -24,7 +24,7 @@ from app.models import Dataset, ModelVersion, TransformJob, TransformJobEvent
 from app.services import registry
 from app.services.access import EVERYONE, Access
 from app.services.datasets import get_dataset, parse_metadata, stream_to_temp
-from app.services.jobs import check_cursor
+from app.services import jobs
 from app.services.row_sources import TEXTS, VECTORS, Described, SourceError, describe, detect_format
 from app.settings import Settings
 from app.storage import LocalStorage
@@ -129,7 +129,7 @@ def list_jobs(session: Session, after: str | None, limit: int, status: str | Non
               access: Access = EVERYONE) -> tuple[list[TransformJob], bool]:
     if status is not None and status not in states.STATES:
         raise InvalidRequest(f"status must be one of {', '.join(states.STATES)}", param="status")
-    check_cursor(after, "transform_job")
+    jobs.check_cursor(after, "transform_job")
     query = (select(TransformJob).where(access.where(TransformJob.owner_key_id)).order_by(TransformJob.id.desc())
              .limit(limit + 1))
     if after:
@@ -141,19 +141,11 @@ def list_jobs(session: Session, after: str | None, limit: int, status: str | Non
 
 
 def cancel_job(session: Session, job: TransformJob) -> TransformJob:
-    try:
-        return lifecycle.cancel(session, job)
-    except states.IllegalTransition:
-        raise Conflict(f"transform job {job.id} already {job.status}", code="illegal_state", param="job_id") from None
+    return jobs.cancel_job(session, job, "transform job")
 
 
 def list_events(session: Session, job: TransformJob, after: str | None, limit: int) -> tuple[list[TransformJobEvent], bool]:
-    check_cursor(after, "event")
-    query = select(TransformJobEvent).where(TransformJobEvent.job_id == job.id).order_by(TransformJobEvent.id).limit(limit + 1)
-    if after:
-        query = query.where(TransformJobEvent.id > after)
-    rows = list(session.scalars(query))
-    return rows[:limit], len(rows) > limit
+    return jobs.list_events(session, job, after, limit, TransformJobEvent)
 
 
 def result_path(storage: LocalStorage, job: TransformJob) -> Path:
