@@ -27,6 +27,7 @@ CACHE_FILE = "embeddings.sqlite"
 class Encoder(Protocol):
     name: str
     dim: int
+    cache_name: str  # the embedding cache's key for its vectors (a Teacher: name, plus a fingerprint if redefined)
 
     def encode(self, texts: list[str], batch_size: int = ...) -> np.ndarray: ...
 
@@ -94,10 +95,7 @@ def encode_texts(texts: list[str], teacher: Encoder, cache: EmbeddingCache, *, b
     first_text = {}
     for k, t in zip(keys, texts):
         first_text.setdefault(k, t)
-    # A Teacher keys the cache by name plus a fingerprint when a teachers file redefines the name;
-    # other encoders (tests, wrappers) by their name.
-    cache_name = getattr(teacher, "cache_name", teacher.name)
-    vectors = cache.get_many(cache_name, teacher.dim, list(unique))
+    vectors = cache.get_many(teacher.cache_name, teacher.dim, list(unique))
     missing = [k for k in unique if k not in vectors]
     stats.texts += len(unique)
     stats.cache_hits += len(unique) - len(missing)
@@ -106,7 +104,7 @@ def encode_texts(texts: list[str], teacher: Encoder, cache: EmbeddingCache, *, b
         emb = np.asarray(teacher.encode([first_text[k] for k in part], batch_size=batch_size), dtype=np.float32)
         if emb.shape != (len(part), teacher.dim):
             raise ValueError(f"teacher {teacher.name!r} returned shape {emb.shape}, expected ({len(part)}, {teacher.dim})")
-        cache.put_many(cache_name, part, emb)
+        cache.put_many(teacher.cache_name, part, emb)
         vectors.update(zip(part, emb))
         stats.encoded += len(part)
         if progress:

@@ -266,9 +266,7 @@ class Teacher:
     def count_tokens(self, texts: list[str]) -> int:
         """How many tokens `encode(texts)` feeds the encoder (special tokens included, each text cut at
         `max_length` as `encode` cuts it): the usage an embeddings API reports."""
-        self._load()
-        ids = self._tokenizer(list(texts), truncation=True, max_length=self.spec.max_length)["input_ids"]
-        return sum(len(row) for row in ids)
+        return sum(min(n, self.spec.max_length) for n in self.token_lengths(texts))
 
     def token_lengths(self, texts: list[str]) -> list[int]:
         """Each text's length in tokens before any cut (special tokens included): what `encode` would

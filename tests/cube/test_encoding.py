@@ -16,6 +16,7 @@ class CountingTeacher:
 
     def __init__(self, name="fake", dim=16):
         self.name, self.dim = name, dim
+        self.cache_name = name
         self.calls, self.texts = 0, 0
 
     def encode(self, texts, batch_size=64):

@@ -17,6 +17,7 @@ from tests.conftest import TINY_CUBE
 
 class HashTeacher:
     name, dim = "hash", 8
+    cache_name = name
 
     def __init__(self, fail: bool = False):
         self.fail = fail
