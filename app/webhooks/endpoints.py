@@ -33,8 +33,7 @@ def create(session: Session, settings: Settings, access: Access, url: str, event
     if unknown or not wanted:
         raise InvalidRequest(f"events must be a non-empty list of {', '.join(EVENT_TYPES)}; got {unknown or wanted!r}",
                              param="events")
-    count = len(list(session.scalars(select(Webhook.id).where(access.where(Webhook.owner_key_id)))))
-    if count >= MAX_PER_KEY:
+    if len(list_for(session, access)) >= MAX_PER_KEY:
         raise InvalidRequest(f"at most {MAX_PER_KEY} webhooks per key; delete one first", param="url",
                              code="too_many_webhooks")
     secret = "whsec_" + base64.b64encode(os.urandom(24)).decode()
