@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="cube service", version="1", lifespan=lifespan, dependencies=[Depends(storable_params)])
     app.state.settings = settings
     app.state.storage = get_storage(settings)
-    app.state.storage.root.mkdir(parents=True, exist_ok=True)
+    app.state.storage.temp_dir()  # creates the local directories (an error here is a start error)
     app.state.telemetry = Telemetry()
     app.state.model_cache = ModelCache(settings, app.state.telemetry)
     for router in ROUTERS:

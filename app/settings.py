@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlparse
+
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -19,7 +21,11 @@ class Settings(BaseSettings):
     database_url: str | None = None        # default: sqlite:///<data_dir>/cube.db
     broker_url: str | None = None          # default: sqla+sqlite:///<data_dir>/broker.db
     broker_key_prefix: str = ""            # Redis key prefix (lets several deployments share one Redis)
-    storage_dir: Path | None = None        # default: <data_dir>/storage
+    # Where datasets, checkpoints, models and results live (docs/storage.md): file:///dir (the
+    # default: storage_dir) or s3://bucket/prefix (endpoint and credentials: the AWS variables).
+    storage_url: str | None = None
+    storage_dir: Path | None = None        # local storage's directory; default: <data_dir>/storage
+    storage_cache_dir: Path | None = None  # an object store's local copies and workspaces; default: <data_dir>/storage-cache
     training_queue: str = "training"      # jobs go to <training_queue>.<device>: training.cpu, training.cuda
 
     # API keys (`cube keys create`) are required unless this is turned off; only `cube up` on a
@@ -73,6 +79,14 @@ class Settings(BaseSettings):
                              f"(heartbeat_seconds {self.heartbeat_seconds}), or a slow beat presumes a live job dead")
         return self
 
+    @model_validator(mode="after")
+    def _storage_url_known(self) -> "Settings":
+        from app.storage import check_storage_url
+
+        if self.storage_url is not None:
+            check_storage_url(self.storage_url)
+        return self
+
     @property
     def database(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'cube.db'}"
@@ -83,7 +97,15 @@ class Settings(BaseSettings):
 
     @property
     def storage_root(self) -> Path:
+        """Local storage's directory: a file:// storage_url's, else storage_dir or <data_dir>/storage."""
+        if self.storage_url and self.storage_url.startswith("file:"):
+            parsed = urlparse(self.storage_url)
+            return Path(parsed.netloc + parsed.path).resolve()
         return (self.storage_dir or self.data_dir / "storage").resolve()
+
+    @property
+    def storage_cache(self) -> Path:
+        return (self.storage_cache_dir or self.data_dir / "storage-cache").resolve()
 
     @property
     def teacher_cache(self) -> Path:

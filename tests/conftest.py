@@ -62,22 +62,46 @@ def _truncate(url: str) -> None:
         conn.execute(text("TRUNCATE " + ", ".join(t.name for t in Base.metadata.sorted_tables) + " CASCADE"))
 
 
+@pytest.fixture(scope="session")
+def s3_store(tmp_path_factory):
+    """A real S3-compatible server for this test run (moto's server mode on a free port) with one
+    bucket; the AWS variables point boto3 at it. Yields a function giving a fresh s3:// URL (its own
+    prefix) per caller."""
+    from tests.s3_server import running_s3_server
+
+    with running_s3_server(tmp_path_factory.mktemp("s3")) as server:
+        yield server
+
+
+@pytest.fixture
+def storage_kind() -> str:
+    """Which storage `settings` uses. Tests that matter on both parametrize it:
+    `@pytest.mark.parametrize("storage_kind", ["local", "s3"])`."""
+    return "local"
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
-def settings(request, tmp_path):
-    """Service settings on an empty, migrated database of each kind, with storage in tmp_path.
-    Auth is off here on purpose: tests/app/test_auth.py covers keys and scopes."""
+def settings(request, tmp_path, storage_kind):
+    """Service settings on an empty, migrated database of each kind, with storage in tmp_path (or,
+    for `storage_kind` "s3", under a fresh prefix of the test S3 server). Auth is off here on
+    purpose: tests/app/test_auth.py covers keys and scopes."""
     from app.settings import Settings
 
+    storage = {}
+    if storage_kind == "s3":
+        storage = {"storage_url": request.getfixturevalue("s3_store").new_url()}
     if request.param == "sqlite":
         from app.migrate import upgrade
 
-        s = Settings(data_dir=tmp_path / "data", min_pairs=20, job_lease_seconds=5, heartbeat_seconds=1, require_auth=False)
+        s = Settings(data_dir=tmp_path / "data", min_pairs=20, job_lease_seconds=5, heartbeat_seconds=1, require_auth=False,
+                     **storage)
         s.data_dir.mkdir(parents=True)
         upgrade(s.database)
     else:
         url = request.getfixturevalue("pg_database_url")
         _truncate(url)
-        s = Settings(data_dir=tmp_path / "data", database_url=url, min_pairs=20, job_lease_seconds=5, heartbeat_seconds=1, require_auth=False)
+        s = Settings(data_dir=tmp_path / "data", database_url=url, min_pairs=20, job_lease_seconds=5, heartbeat_seconds=1,
+                     require_auth=False, **storage)
     return s
 
 
@@ -90,6 +114,16 @@ def sqlite_settings(tmp_path):
     s.data_dir.mkdir(parents=True)
     upgrade(s.database)
     return s
+
+
+def stored_keys(settings) -> list[str]:
+    """Every file the settings' storage holds (local: under its root, temp files included)."""
+    if settings.storage_url and settings.storage_url.startswith("s3:"):
+        from tests.s3_server import object_keys
+
+        return object_keys(settings.storage_url)
+    root = settings.storage_root
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) if root.exists() else []
 
 
 class Recorder:
@@ -183,7 +217,11 @@ def make_version(client, settings, dataset_id: str, *, model: str = "m", archite
         for p in net.parameters():
             p.add_(0.1 * torch.randn_like(p))
     artifact_key = f"jobs/{job_id}/run/model"
-    save_model(net, get_storage(settings).local_path(artifact_key), architecture["kind"], config)
+    storage = get_storage(settings)
+    with storage.workspace("test-version") as workspace:
+        built = storage.workdir(artifact_key, workspace)
+        save_model(net, built, architecture["kind"], config)
+        storage.put_tree(built, artifact_key)
     with session_scope(settings.database) as session:
         job = session.get(TrainingJob, job_id)
         version = register_version(session, job, arch=architecture["kind"], dim_in=config["d_in"], dim_out=config["d_out"],

@@ -56,6 +56,10 @@ def start_sweeper(sender, **_) -> None:
     """Register this worker and run the periodic sweep from a thread of the main process."""
     settings, name = get_settings(), sender.hostname
     queue = device_queue(settings, _device)
+    from app.storage import get_storage
+
+    for path in get_storage(settings).remove_abandoned_temp_files():
+        log.warning("removed %s, left by a worker process of this host that died", path.name)
 
     def sweep_forever() -> None:
         from app.jobs import lifecycle, workers

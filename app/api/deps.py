@@ -12,7 +12,7 @@ from app.db import get_sessionmaker
 from app.safe_input import check_text
 from app.services.inference import ModelCache
 from app.settings import Settings
-from app.storage import LocalStorage
+from app.storage import Storage
 from app.telemetry import Telemetry
 
 
@@ -42,11 +42,11 @@ def get_session(settings: SettingsDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def get_storage(request: Request) -> LocalStorage:
+def get_storage(request: Request) -> Storage:
     return request.app.state.storage
 
 
-StorageDep = Annotated[LocalStorage, Depends(get_storage)]
+StorageDep = Annotated[Storage, Depends(get_storage)]
 
 
 def get_enqueue(settings: SettingsDep) -> Callable[..., None]:

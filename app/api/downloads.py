@@ -4,12 +4,13 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel
 
 from app.api.auth import TRAIN
 from app.api.deps import SessionDep, StorageDep
 from app.api.owners import AccessDep
+from app.api.stored_files import stored_file_response
 from app.openapi import errors
 from app.schemas import MAX_INT
 from app.services import downloads, registry
@@ -44,10 +45,11 @@ def list_files(name: str, version: Version, session: SessionDep, storage: Storag
                                          "image/png": {}},
                              "description": "the file, streamed, as an attachment"}, **errors(422)})
 def download_file(name: str, version: Version, file: str, session: SessionDep, storage: StorageDep,
-                  access: AccessDep) -> FileResponse:
+                  access: AccessDep) -> Response:
     """One file: model.safetensors, model.json, model.onnx (exported on the first request, then kept),
     report.json, report.md or training.png."""
     row = registry.get_version(session, name, version, access)
     session.close()  # an ONNX build or a long download need no database connection
-    path, kind = downloads.download_path(storage, row, file)
-    return FileResponse(path, media_type=kind.media_type, filename=downloads.download_name(row, file))
+    key, kind = downloads.download_key(storage, row, file)
+    return stored_file_response(storage, key, kind.media_type, downloads.download_name(row, file),
+                                missing=f"model {name} v{version} has no {file}", param="file")

@@ -9,12 +9,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from app.api.auth import TRANSFORM
 from app.api.deps import EnqueueDep, SessionDep, SettingsDep, StorageDep
 from app.api.owners import AccessDep
+from app.api.stored_files import stored_file_response
 from app.openapi import errors
 from app.errors import InvalidRequest
 from app.safe_input import check_text
@@ -122,9 +123,10 @@ def list_events(job_id: str, session: SessionDep, access: AccessDep, after: str 
             responses={200: {"content": {"application/octet-stream": {}},
                              "description": "the result as .npy (float32 [rows, dim_out], row i from input row i), streamed"},
                         **errors(409)})
-def download_result(job_id: str, session: SessionDep, storage: StorageDep, access: AccessDep) -> FileResponse:
+def download_result(job_id: str, session: SessionDep, storage: StorageDep, access: AccessDep) -> Response:
     """The result of a succeeded job (409 before)."""
     job = transform_jobs.get_job(session, job_id, access)
-    path = transform_jobs.result_path(storage, job)
+    key = transform_jobs.result_key(job)
     session.close()
-    return FileResponse(path, media_type="application/octet-stream", filename=f"{job.id}-result.npy")
+    return stored_file_response(storage, key, "application/octet-stream", f"{job.id}-result.npy",
+                                missing=f"the result of transform job {job.id} is no longer stored", param="job_id")

@@ -2,9 +2,10 @@
 pinned model version batch by batch into a memory-mapped .npy, and hand the outcome to the lifecycle.
 
 Memory stays bounded whatever the input's size: one batch of input and output at a time (the result
-is written through a memory map). Each attempt works in `transform-jobs/<id>/attempts/<n>`; a new
+is written through a memory map). Each attempt works in `transform-jobs/<id>/attempts/<n>` (with an
+object store: in its local workspace, with the model and the input staged beside it); a new
 attempt (after its worker died, found by the recovery sweep) starts again from the first row. The
-finished file is renamed into `transform-jobs/<id>/result-<n>.npy` (the job records which) and the
+finished file is stored as `transform-jobs/<id>/result-<n>.npy` (the job records which) and the
 attempts' directories go.
 """
 from __future__ import annotations
@@ -53,18 +54,20 @@ def run_transform_job(settings: Settings, job_id: str, worker: str) -> Claim:
         job = session.get(TransformJob, job_id)
         version = session.get(ModelVersion, job.model_version_id)
         session.expunge_all()
-    workdir = storage.local_path(f"{job_dir(job_id)}/attempts/{claim.attempt}")
     code, message = "transform_error", ""
     try:
-        with lifecycle.Heartbeat(settings, job_id, claim.attempt, kind=TRANSFORM):
-            written = transform_file(settings, job, version, storage.local_path(version.artifact_key),
-                                     storage.local_path(job.input_key), workdir, claim.attempt)
+        with storage.workspace(f"transform-{job_id}") as workspace:
+            with lifecycle.Heartbeat(settings, job_id, claim.attempt, kind=TRANSFORM):
+                written = transform_file(settings, job, version, storage.stage_tree(version.artifact_key, workspace),
+                                         storage.stage(job.input_key, workspace),
+                                         storage.workdir(f"{job_dir(job_id)}/attempts/{claim.attempt}", workspace),
+                                         claim.attempt)
+                if written is not None:
+                    key, size = result_key(job_id, claim.attempt), written.stat().st_size
+                    storage.put_file(written, key)
         if written is not None:
-            key = result_key(job_id, claim.attempt)
-            final = storage.local_path(key)
-            written.replace(final)
-            status = lifecycle.complete(settings, job_id, claim.attempt, result_key=key,
-                                        result_bytes=final.stat().st_size, rows=job.num_rows)
+            status = lifecycle.complete(settings, job_id, claim.attempt, result_key=key, result_bytes=size,
+                                        rows=job.num_rows)
             if status != states.SUCCEEDED:
                 storage.delete(key)
             storage.delete(f"{job_dir(job_id)}/attempts" + ("" if status != lifecycle.LOST else f"/{claim.attempt}"))

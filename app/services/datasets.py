@@ -26,7 +26,7 @@ from app.queue import ENCODE_TASK
 from app.safe_input import check_json, check_text
 from app.services.access import EVERYONE, Access
 from app.settings import Settings
-from app.storage import LocalStorage
+from app.storage import Storage
 
 Enqueue = Callable[..., None]  # enqueue(task_name, *args)
 KINDS = ("text_pairs", "embedding_pairs")
@@ -40,9 +40,9 @@ class Validated:
     dim_out: int | None
 
 
-def stream_to_temp(source: IO[bytes], storage: LocalStorage, limit: int) -> tuple[Path, int, str]:
+def stream_to_temp(source: IO[bytes], storage: Storage, limit: int) -> tuple[Path, int, str]:
     """Copy the upload to a temp file in chunks; stop at the size limit. Returns (path, bytes, sha256).
-    If the API dies meanwhile, its next start removes the file (LocalStorage.remove_abandoned_temp_files)."""
+    If the API dies meanwhile, its next start removes the file (Storage.remove_abandoned_temp_files)."""
     fd, path = storage.new_temp_file("upload")
     size, digest = 0, hashlib.sha256()
     try:
@@ -144,7 +144,7 @@ def parse_metadata(raw: str | None) -> dict[str, Any] | None:
     return check_json(value, "metadata")
 
 
-def create_dataset(session: Session, settings: Settings, storage: LocalStorage, enqueue: Enqueue, source: IO[bytes], *,
+def create_dataset(session: Session, settings: Settings, storage: Storage, enqueue: Enqueue, source: IO[bytes], *,
                    filename: str, kind: str, name: str | None, teacher: str | None, metadata: str | None,
                    access: Access = EVERYONE) -> Dataset:
     if kind not in KINDS:
@@ -211,7 +211,7 @@ def list_datasets(session: Session, after: str | None, limit: int, access: Acces
     return rows[:limit], len(rows) > limit
 
 
-def delete_dataset(session: Session, storage: LocalStorage, dataset: Dataset) -> None:
+def delete_dataset(session: Session, storage: Storage, dataset: Dataset) -> None:
     """409 while an active job uses it; a dataset that finished jobs point at keeps a tombstone row."""
     if dataset.status == DatasetStatus.VALIDATING:  # the worker is encoding it: deleting now would strand its result
         raise Conflict(f"dataset {dataset.id} is being encoded; delete it once it is ready or failed",

@@ -1,20 +1,20 @@
 """A model version's files for download: its artifact (safetensors weights and the JSON that rebuilds
 the model), the held-out report (JSON, Markdown), the training plot, and an ONNX export.
 
-Stored files are served as they lie in storage. `model.onnx` is built on its first download (in the
-request's worker thread, checked against torch by onnxruntime) and kept beside the artifact, so later
-downloads, from any API process, read the stored file; one build per version runs at a time in a
-process, and concurrent processes write to temp names and rename, so a reader never sees half a file.
+Stored files are streamed from the storage as they lie. `model.onnx` is built on its first download
+(in the request's worker thread, from the artifact staged locally, checked against torch by
+onnxruntime) and stored beside the artifact, so later downloads, from any API process on any host,
+read the stored file; one build per version runs at a time in a process, and each build writes a
+temp file that is stored whole, so a reader never sees half a file.
 """
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
-from pathlib import Path
-
 from app.errors import InvalidContent, NotFound
 from app.models import ModelVersion
-from app.storage import LocalStorage
+from app.storage import Storage
 
 ONNX = "model.onnx"
 
@@ -47,52 +47,55 @@ def file_kind(name: str) -> FileKind:
     return kind
 
 
-def stored_path(storage: LocalStorage, version: ModelVersion, kind: FileKind) -> Path:
-    artifact = storage.local_path(version.artifact_key)
-    return (artifact if kind.in_artifact else artifact.parent) / kind.name
+def stored_key(version: ModelVersion, kind: FileKind) -> str:
+    artifact = version.artifact_key
+    return f"{artifact if kind.in_artifact else artifact.rsplit('/', 1)[0]}/{kind.name}"
 
 
-def download_path(storage: LocalStorage, version: ModelVersion, name: str) -> tuple[Path, FileKind]:
-    """The file to stream for `name` (building the ONNX export if it is the first ask), or a 404
-    naming what is missing."""
+def download_key(storage: Storage, version: ModelVersion, name: str) -> tuple[str, FileKind]:
+    """The stored file to stream for `name` (building the ONNX export if it is the first ask), or a
+    404 naming what is missing."""
     kind = file_kind(name)
-    path = stored_path(storage, version, kind)
-    if name == ONNX and not path.is_file():
-        build_onnx(storage, version, path)
-    if not path.is_file():
+    key = stored_key(version, kind)
+    if name == ONNX and not storage.exists(key):
+        build_onnx(storage, version, key)
+    if not storage.exists(key):
         raise NotFound(f"model {version.model_name} v{version.version} has no {name} (the job that made it did not write one)",
                        param="file", code="file_not_found")
-    return path, kind
+    return key, kind
 
 
-def build_onnx(storage: LocalStorage, version: ModelVersion, path: Path) -> None:
+def build_onnx(storage: Storage, version: ModelVersion, key: str) -> None:
     from cube.artifacts import ArtifactError
     from cube.onnx_export import ExportError, export_model_dir
 
     with _build_locks_guard:
         lock = _build_locks.setdefault(version.id, threading.Lock())
     with lock:
-        if path.is_file():  # built by the request we waited for
+        if storage.exists(key):  # built by the request we waited for
             return
+        fd, tmp = storage.new_temp_file("onnx")
+        os.close(fd)
         try:
-            export_model_dir(storage.local_path(version.artifact_key), path)
-        except ArtifactError as exc:
+            export_model_dir(storage.stage_tree(version.artifact_key), tmp)
+            storage.put_file(tmp, key)
+        except (ArtifactError, FileNotFoundError) as exc:
             raise NotFound(f"model {version.model_name} v{version.version}'s artifact is not readable: {exc}",
                            param="file", code="file_not_found") from None
         except ExportError as exc:
             raise InvalidContent(f"model {version.model_name} v{version.version} cannot be exported to ONNX: {exc}",
                                  param="file", code="export_failed") from None
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
-def listing(storage: LocalStorage, version: ModelVersion) -> list[dict]:
+def listing(storage: Storage, version: ModelVersion) -> list[dict]:
     """Every file of the version: whether it can be downloaded now, and its size when stored."""
     out = []
     for kind in FILES.values():
-        path = stored_path(storage, version, kind)
-        stored = path.is_file()
+        size = storage.size(stored_key(version, kind))
         out.append({"name": kind.name, "content_type": kind.media_type, "description": kind.description,
-                    "bytes": path.stat().st_size if stored else None,
-                    "available": stored or kind.name == ONNX})
+                    "bytes": size, "available": size is not None or kind.name == ONNX})
     return out
 
 

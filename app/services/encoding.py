@@ -23,7 +23,7 @@ def encode_dataset(settings: Settings, dataset_id: str, enqueue: Callable[..., N
         dataset = session.get(Dataset, dataset_id)
         if dataset is None or dataset.status != DatasetStatus.VALIDATING:
             return "skipped"  # a duplicate message, or deleted meanwhile
-        source, fmt, teacher_name = storage.local_path(dataset.storage_key), dataset.format, dataset.teacher
+        source_key, fmt, teacher_name = dataset.storage_key, dataset.format, dataset.teacher
     pairs_key = f"datasets/{dataset_id}/pairs.npz"
     try:
         from cube.encoding import encode_text_pairs
@@ -31,7 +31,8 @@ def encode_dataset(settings: Settings, dataset_id: str, enqueue: Callable[..., N
         from cube.teachers import get_teacher
         from cube.textpairs import load_text_pairs
 
-        text_pairs = load_text_pairs(source, fmt=fmt, min_pairs=settings.min_pairs)
+        with storage.workspace(f"encode-{dataset_id}") as workspace:
+            text_pairs = load_text_pairs(storage.stage(source_key, workspace), fmt=fmt, min_pairs=settings.min_pairs)
         data = encode_text_pairs(text_pairs, get_teacher(teacher_name), settings.teacher_cache)
         with tempfile.NamedTemporaryFile(dir=storage.temp_dir(), suffix=".npz", delete=False) as tmp:
             save_pairs_npz(tmp.name, data)

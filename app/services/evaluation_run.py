@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 from sqlalchemy import update
 
@@ -16,7 +17,7 @@ from app.db import session_scope
 from app.models import Dataset, ModelEvaluation, ModelVersion, TrainingJob
 from app.services.training import finite, load_pairs, run_config
 from app.settings import Settings
-from app.storage import LocalStorage, get_storage
+from app.storage import Storage, get_storage
 
 log = logging.getLogger("cube.worker")
 
@@ -59,7 +60,9 @@ def run_evaluation(settings: Settings, evaluation_id: str) -> str:
     if attempt is None:
         return "skipped"
     try:
-        result = evaluate(settings, get_storage(settings), evaluation_id)
+        storage = get_storage(settings)
+        with storage.workspace(f"evaluation-{evaluation_id}") as workspace:
+            result = evaluate(settings, storage, evaluation_id, workspace)
     except EvaluationFailed as exc:
         finish(settings, evaluation_id, attempt, status=FAILED, error_code=exc.code, error_message=exc.message)
         return FAILED
@@ -72,7 +75,8 @@ def run_evaluation(settings: Settings, evaluation_id: str) -> str:
     return SUCCEEDED
 
 
-def evaluate(settings: Settings, storage: LocalStorage, evaluation_id: str) -> dict:
+def evaluate(settings: Settings, storage: Storage, evaluation_id: str, workspace: Path) -> dict:
+    """The held-out evaluation, with the model and the datasets staged into `workspace`."""
     from cube.artifacts import ArtifactError, load_model
     from cube.held_out import evaluate_held_out
     from cube.pairs import PairFileError, split_pairs
@@ -87,14 +91,14 @@ def evaluate(settings: Settings, storage: LocalStorage, evaluation_id: str) -> d
     if dataset is None or dataset.pairs_key is None or not storage.exists(dataset.pairs_key):
         raise EvaluationFailed("dataset_gone", f"dataset {ev.dataset_id} was deleted before it could be evaluated on")
     try:
-        model, _ = load_model(storage.local_path(version.artifact_key))
+        model, _ = load_model(storage.stage_tree(version.artifact_key, workspace))
     except (ArtifactError, OSError) as exc:
         raise EvaluationFailed("model_unavailable", f"model version {version.id} cannot be loaded: {exc}") from None
     try:
-        held_out = load_pairs(dataset, storage, job.mode)
+        held_out = load_pairs(dataset, storage, job.mode, workspace)
         train = val = None
         if trained_on is not None and trained_on.pairs_key and storage.exists(trained_on.pairs_key):
-            data = load_pairs(trained_on, storage, job.mode)
+            data = load_pairs(trained_on, storage, job.mode, workspace)
             split = split_pairs(data, run_config(job).split)
             tr, va = data.subset(split.train), data.subset(split.val)
             train, val = (tr.input, tr.target), (va.input, va.target)

@@ -23,7 +23,7 @@ from app.models import ModelVersion
 from app.schemas import TransformRequest
 from app.services import registry
 from app.settings import Settings
-from app.storage import LocalStorage
+from app.storage import Storage, StorageError
 from app.telemetry import Telemetry
 
 
@@ -76,7 +76,7 @@ class ModelCache:
                 self._models.move_to_end(version_id)
             return loaded
 
-    def get(self, version: ModelVersion, storage: LocalStorage) -> LoadedModel:
+    def get(self, version: ModelVersion, storage: Storage) -> LoadedModel:
         loaded = self._cached(version.id)
         if loaded is not None:
             return loaded
@@ -95,13 +95,14 @@ class ModelCache:
             self._loading.pop(version.id, None)
         return loaded
 
-    def _load(self, version: ModelVersion, storage: LocalStorage) -> LoadedModel:
+    def _load(self, version: ModelVersion, storage: Storage) -> LoadedModel:
         from cube.artifacts import ArtifactError, load_model
         from cube.trainer import predict
 
         try:
-            model, _ = load_model(storage.local_path(version.artifact_key))
-        except (ArtifactError, OSError) as exc:
+            # Staged once per host (the storage's cache), loaded once per process (this cache).
+            model, _ = load_model(storage.stage_tree(version.artifact_key))
+        except (ArtifactError, OSError, StorageError) as exc:
             raise NotReady(f"model version {version.id} cannot be loaded: {exc}", code="model_unavailable") from None
         s, t = self.settings, self.telemetry
         label = f"{version.model_name}:v{version.version}"
@@ -282,7 +283,7 @@ def check_finite(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def prepare(session: Session, settings: Settings, storage: LocalStorage, cache: ModelCache, *, model: str,
+def prepare(session: Session, settings: Settings, storage: Storage, cache: ModelCache, *, model: str,
             version: int | None, alias: str | None,
             read: Callable[[ModelVersion, int], np.ndarray]) -> Prepared:
     """Resolve the version, read the input with `read(version, max vectors)` (each route has its own

@@ -16,7 +16,7 @@ from app.models import ModelAlias, ModelEvaluation, ModelVersion, RegisteredMode
 from app.schemas import Annotations
 from app.services.access import EVERYONE, Access
 from app.services.promotion import DEFAULT_ALIAS, policy_of, promote
-from app.storage import LocalStorage
+from app.storage import Storage
 from app.webhooks import outbox
 
 
@@ -154,7 +154,7 @@ def annotate(row: RegisteredModel | ModelVersion, update: Annotations) -> None:
 UNFINISHED_EVALUATIONS = ("queued", "running")
 
 
-def delete_version(session: Session, storage: LocalStorage, name: str, number: int, access: Access = EVERYONE) -> str:
+def delete_version(session: Session, storage: Storage, name: str, number: int, access: Access = EVERYONE) -> str:
     """Delete a version, its stored evaluations and its files (the run directory its model lies in:
     weights, config, report, plot); 409 while an alias points at it or an evaluation of it runs.
     Returns its id. Its number is not given again (`highest_version`). The row goes first: a crash

@@ -3,7 +3,10 @@ and report every outcome to the lifecycle (`app.jobs.lifecycle`), which makes ev
 
 Each attempt works in its own directories, `jobs/<id>/attempts/<n>/{checkpoints,run}`, so an old
 attempt that is slow but alive never writes where a new one works; the new attempt resumes from the
-newest checkpoint the lifecycle recorded, whichever attempt wrote it. Celery is not imported here.
+newest checkpoint the lifecycle recorded, whichever attempt wrote it. All of it goes through the
+storage (app.storage): each checkpoint is stored before the lifecycle records it, so a worker on
+another host can resume from it, and the run directory is stored before the version is registered.
+Celery is not imported here.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from app.jobs import lifecycle, states
 from app.jobs.lifecycle import Claim
 from app.models import Dataset, TrainingJob
 from app.settings import Settings
-from app.storage import LocalStorage, get_storage
+from app.storage import Storage, get_storage
 
 log = logging.getLogger("cube.worker")
 
@@ -46,8 +49,9 @@ class ProgressRecorder:
     trainer wrote and deleted to the lifecycle; stop (StopTraining) on a cancel request or when
     another attempt holds the job."""
 
-    def __init__(self, settings: Settings, storage: LocalStorage, job_id: str, attempt: int):
+    def __init__(self, settings: Settings, storage: Storage, job_id: str, attempt: int):
         self.settings, self.storage, self.job_id, self.attempt = settings, storage, job_id, attempt
+        self.checkpoint_key = attempt_key(job_id, attempt, "checkpoints")
         self.epoch_seconds: list[float] = []
         self.lost_claim = False
 
@@ -57,14 +61,20 @@ class ProgressRecorder:
         self.epoch_seconds.append(report.seconds)
         metrics = finite({"train_loss": report.train_loss, **{f"val_{k}": v for k, v in report.val.items()}})
         remaining = max(0, report.n_epochs - report.epoch)
+        checkpoint_key = f"{self.checkpoint_key}/{report.checkpoint.name}" if report.checkpoint else None
+        if checkpoint_key:  # stored before it is recorded: a recorded checkpoint is whole in the store
+            self.storage.put_tree(report.checkpoint, checkpoint_key)
+        removed_keys = [f"{self.checkpoint_key}/{p.name}" for p in report.removed_checkpoints]
         record = lifecycle.EpochRecord(
             epoch=report.epoch, n_epochs=report.n_epochs, step=report.step, total_steps=report.total_steps,
             metrics=metrics, estimated_finish=time.time() + remaining * sum(self.epoch_seconds) / len(self.epoch_seconds),
             message=f"epoch {report.epoch}/{report.n_epochs}: train loss {report.train_loss:.4f}, "
                     f"val mrr {report.val.get('mrr', float('nan')):.4f}",
-            checkpoint_key=self.storage.key_for(report.checkpoint) if report.checkpoint else None,
-            removed_keys=[self.storage.key_for(p) for p in report.removed_checkpoints])
-        if self._stop(lifecycle.record_epoch(self.settings, self.job_id, self.attempt, record)):
+            checkpoint_key=checkpoint_key, removed_keys=removed_keys)
+        outcome = lifecycle.record_epoch(self.settings, self.job_id, self.attempt, record)
+        for key in removed_keys:  # the trainer removed its local copies; no row names these any more
+            self.storage.delete(key)
+        if self._stop(outcome):
             raise StopTraining()
 
     def should_stop(self) -> bool:
@@ -79,26 +89,30 @@ class ProgressRecorder:
         log.info("%s: %s", self.job_id, message)
 
 
-def resume_from(settings: Settings, storage: LocalStorage, job_id: str, attempt: int) -> Path | None:
-    """The newest recorded checkpoint of the job (any earlier attempt's), if its files are whole."""
+def resume_from(settings: Settings, storage: Storage, job_id: str, attempt: int, workspace: Path) -> Path | None:
+    """The newest recorded checkpoint of the job (any earlier attempt's, from any host), staged into
+    `workspace`, if its files are whole."""
     from cube.checkpoint import is_checkpoint
 
     row = lifecycle.resume_point(settings, job_id)
     if row is None:
         return None
-    path = storage.local_path(row.storage_key)
-    if not is_checkpoint(path):
-        log.warning("job %s: checkpoint %s is recorded but not on disk; starting afresh", job_id, row.storage_key)
+    try:
+        path = storage.stage_tree(row.storage_key, workspace)
+    except FileNotFoundError:
+        path = None
+    if path is None or not is_checkpoint(path):
+        log.warning("job %s: checkpoint %s is recorded but not stored; starting afresh", job_id, row.storage_key)
         return None
     lifecycle.note(settings, job_id, f"resumed from epoch {row.epoch}", resumed_from=row.epoch, attempt=attempt)
     return path
 
 
-def load_pairs(dataset: Dataset, storage: LocalStorage, mode: str):
+def load_pairs(dataset: Dataset, storage: Storage, mode: str, workspace: Path):
     """The dataset's embedding pairs as cube.PairData (autoencoder: the inputs are also the targets)."""
     from cube.pairs import PairData, load_pairs_file, load_pairs_npz
 
-    path = storage.local_path(dataset.pairs_key)
+    path = storage.stage(dataset.pairs_key, workspace)
     data = load_pairs_npz(path) if dataset.pairs_key.endswith(".npz") else load_pairs_file(path, fmt=dataset.format)
     if mode == "autoencoder":
         data = PairData(data.input, data.input.copy(), data.groups, data.difficulty)
@@ -133,12 +147,14 @@ def run_job(settings: Settings, job_id: str, worker: str) -> Claim:
     run_key, checkpoint_key = attempt_key(job_id, claim.attempt, "run"), attempt_key(job_id, claim.attempt, "checkpoints")
     recorder = ProgressRecorder(settings, storage, job_id, claim.attempt)
     try:
-        with lifecycle.Heartbeat(settings, job_id, claim.attempt):
-            data = load_pairs(dataset, storage, job.mode)
-            result = run_experiment(data, run_config(job), storage.local_path(run_key), callbacks=[recorder],
-                                    checkpoint_dir=storage.local_path(checkpoint_key),
-                                    resume_from=resume_from(settings, storage, job_id, claim.attempt),
+        with lifecycle.Heartbeat(settings, job_id, claim.attempt), storage.workspace(f"job-{job_id}") as workspace:
+            data = load_pairs(dataset, storage, job.mode, workspace)
+            run_dir = storage.workdir(run_key, workspace)
+            result = run_experiment(data, run_config(job), run_dir, callbacks=[recorder],
+                                    checkpoint_dir=storage.workdir(checkpoint_key, workspace),
+                                    resume_from=resume_from(settings, storage, job_id, claim.attempt, workspace),
                                     log=recorder.log, should_stop=recorder.should_stop)
+            storage.put_tree(run_dir, run_key)
     except ExperimentCancelled as exc:
         if not recorder.lost_claim:
             lifecycle.finish(settings, job_id, claim.attempt, states.CANCELLED,

@@ -9,7 +9,6 @@ and moved under the job's key only with the job's row; on any refusal nothing is
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import IO, Any, Callable
 
 from sqlalchemy import select
@@ -27,7 +26,7 @@ from app.services.datasets import get_dataset, parse_metadata, stream_to_temp
 from app.services import jobs
 from app.services.row_sources import TEXTS, VECTORS, Described, SourceError, describe, detect_format
 from app.settings import Settings
-from app.storage import LocalStorage
+from app.storage import Storage
 
 Enqueue = Callable[..., None]
 
@@ -61,7 +60,7 @@ def dataset_input(session: Session, dataset_id: str, version: ModelVersion, acce
     return dataset, described
 
 
-def create_job(session: Session, settings: Settings, storage: LocalStorage, enqueue: Enqueue, *, model: str,
+def create_job(session: Session, settings: Settings, storage: Storage, enqueue: Enqueue, *, model: str,
                version: int | None = None, alias: str | None = None, dataset_id: str | None = None,
                upload: IO[bytes] | None = None, filename: str = "", normalize: bool = False,
                metadata: dict[str, Any] | str | None = None, access: Access = EVERYONE) -> TransformJob:
@@ -148,12 +147,9 @@ def list_events(session: Session, job: TransformJob, after: str | None, limit: i
     return jobs.list_events(session, job, after, limit, TransformJobEvent)
 
 
-def result_path(storage: LocalStorage, job: TransformJob) -> Path:
-    """The finished job's .npy, or 409 naming the job's status."""
+def result_key(job: TransformJob) -> str:
+    """The finished job's stored .npy, or 409 naming the job's status."""
     if job.status != states.SUCCEEDED:
         raise Conflict(f"transform job {job.id} is {job.status}; its result exists once it has succeeded",
                        param="job_id", code="result_not_ready")
-    path = storage.local_path(job.result_key)
-    if not path.is_file():
-        raise NotFound(f"the result of transform job {job.id} is no longer stored", param="job_id", code="file_not_found")
-    return path
+    return job.result_key

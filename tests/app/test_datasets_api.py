@@ -8,6 +8,8 @@ import json
 import numpy as np
 import pytest
 
+from tests.conftest import stored_keys
+
 
 
 def npz_bytes(**arrays) -> bytes:
@@ -21,8 +23,7 @@ def upload(client, content: bytes, filename="pairs.npz", kind="embedding_pairs",
 
 
 def stored_files(settings) -> list:
-    root = settings.storage_root
-    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+    return stored_keys(settings)
 
 
 def assert_nothing_left(client, settings):
@@ -53,9 +54,11 @@ def test_list_paginates_newest_first(client, pairs_npz):
     assert [d["id"] for d in rest["data"]] == [ids[0]] and rest["has_more"] is False
 
 
+@pytest.mark.parametrize("storage_kind", ["local", "s3"])
 def test_delete_removes_row_and_file(client, settings, pairs_npz):
     c, _ = client
     ds = upload(c, pairs_npz.read_bytes()).json()["id"]
+    assert stored_files(settings) == [f"datasets/{ds}/data.npz"]
     assert c.delete(f"/v1/datasets/{ds}").status_code == 200
     assert c.get(f"/v1/datasets/{ds}").status_code == 404
     assert_nothing_left(c, settings)

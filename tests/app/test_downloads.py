@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import load as load_safetensors
 
@@ -20,7 +21,8 @@ def upload(c, pairs_npz) -> str:
     return r.json()["id"]
 
 
-def test_artifact_and_onnx_downloads(client, settings, pairs_npz, tmp_path):
+@pytest.mark.parametrize("storage_kind", ["local", "s3"])
+def test_artifact_and_onnx_downloads(client, settings, pairs_npz, tmp_path, storage_kind, request):
     c, _ = client
     version, net = make_version(c, settings, upload(c, pairs_npz))
     base = "/v1/models/m/versions/1/files"
@@ -53,6 +55,9 @@ def test_artifact_and_onnx_downloads(client, settings, pairs_npz, tmp_path):
     # Kept in storage: listed with its size, and the second download is the same file.
     assert c.get(base).json()["data"][2]["bytes"] == len(onnx.content)
     assert c.get(f"{base}/model.onnx").content == onnx.content
+    if storage_kind == "s3":  # every file went to the object store, none to the local disk
+        stored = request.getfixturevalue("s3_store").keys(settings.storage_url)
+        assert any(k.endswith("/model/model.onnx") for k in stored) and not settings.storage_root.exists()
 
 
 def test_download_errors_name_what_is_missing(client, settings, pairs_npz):

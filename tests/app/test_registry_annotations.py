@@ -84,6 +84,7 @@ def test_patch_unknown_model_or_version_is_404(registry):
     assert_refused(c.patch("/v1/models/m/versions/7", json={"tags": []}), 404, "version")
 
 
+@pytest.mark.parametrize("storage_kind", ["local", "s3"])
 def test_delete_a_version(registry):
     c, settings, ds = registry
     for seed in (1, 2):
@@ -91,18 +92,18 @@ def test_delete_a_version(registry):
     v1 = c.get("/v1/models/m/versions/1").json()
     storage = get_storage(settings)
     job = c.get(f"/v1/training-jobs/{v1['source_job_id']}").json()
-    run = storage.local_path(f"jobs/{job['id']}/run")
-    assert (run / "model").exists()
+    run = f"jobs/{job['id']}/run"
+    assert storage.exists(f"{run}/model/model.json")
     c.put("/v1/models/m/aliases/prod", json={"version": 1})
     r = c.delete("/v1/models/m/versions/1")
     assert_refused(r, 409, "version", "version_in_use")
     assert "prod" in r.json()["error"]["message"]
-    assert (run / "model").exists() and c.get("/v1/models/m/versions/1").status_code == 200  # nothing half-done
+    assert storage.exists(f"{run}/model/model.json") and c.get("/v1/models/m/versions/1").status_code == 200  # nothing half-done
     c.put("/v1/models/m/aliases/prod", json={"version": 2})
     r = c.delete("/v1/models/m/versions/1")
     assert r.status_code == 200, r.text
     assert r.json() == {"object": "model.version", "id": v1["id"], "model": "m", "version": 1, "deleted": True}
-    assert not run.exists()
+    assert not storage.exists(run) and not storage.exists(f"{run}/model/model.json")
     assert c.get("/v1/models/m/versions/1").status_code == 404
     assert [v["version"] for v in c.get("/v1/models/m").json()["versions"]] == [2]
     assert_refused(c.post("/v1/transform", json={"model": "m", "version": 1, "input": [[0.0] * 16]}), 404, "version")

@@ -54,6 +54,7 @@ def result_of(c, job_id: str) -> np.ndarray:
     return np.load(io.BytesIO(r.content), allow_pickle=False)
 
 
+@pytest.mark.parametrize("storage_kind", ["local", "s3"])
 def test_a_dataset_through_a_version_equals_transform(served, settings, pairs_npz):
     c, sent, ds = served
     r = c.post("/v1/transform-jobs", json={"model": "m", "dataset_id": ds, "metadata": {"run": 1}})

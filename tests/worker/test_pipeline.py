@@ -35,6 +35,7 @@ def versions(settings, job_id):
         return s.scalar(select(func.count()).select_from(ModelVersion).where(ModelVersion.source_job_id == job_id))
 
 
+@pytest.mark.parametrize("storage_kind", ["local", "s3"])
 def test_job_runs_to_a_model_version(client, settings, new_job):
     c, _ = client
     job_id = new_job(n_epochs=3)
@@ -147,6 +148,7 @@ def test_a_cancel_after_the_last_check_still_registers_no_version(client, settin
     assert job["status"] == "cancelled" and job["model_version_id"] is None and versions(settings, job_id) == 0
 
 
+@pytest.mark.parametrize("storage_kind", ["local", "s3"])
 def test_a_killed_job_resumes_from_its_checkpoint(client, settings, new_job, monkeypatch):
     c, _ = client
     job_id = new_job(n_epochs=4)
