@@ -58,7 +58,7 @@ def artifact_dir(data_dir: Path) -> Path:
     settings = Settings(data_dir=data_dir)
     with get_sessionmaker(settings.database)() as session:
         version = session.scalar(select(ModelVersion).where(ModelVersion.model_name == MODEL, ModelVersion.version == 1))
-        return get_storage(settings).local_path(version.artifact_key)
+        return get_storage(settings).stage_tree(version.artifact_key)
 
 
 def run_job(client, path: Path) -> tuple[float, float, str]:

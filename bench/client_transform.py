@@ -47,7 +47,7 @@ def load_served_model(data_dir: Path):
     settings = Settings(data_dir=data_dir)
     with get_sessionmaker(settings.database)() as session:
         version = session.scalar(select(ModelVersion).where(ModelVersion.model_name == MODEL, ModelVersion.version == 1))
-        path = get_storage(settings).local_path(version.artifact_key)
+        path = get_storage(settings).stage_tree(version.artifact_key)
     return load_model(path)[0]
 
 

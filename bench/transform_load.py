@@ -116,7 +116,7 @@ def in_process_ceiling(data_dir: Path, seconds: float) -> dict[int, float]:
     settings = Settings(data_dir=data_dir)
     with get_sessionmaker(settings.database)() as session:
         version = session.scalar(select(ModelVersion).where(ModelVersion.model_name == MODEL, ModelVersion.version == 1))
-        path = get_storage(settings).local_path(version.artifact_key)
+        path = get_storage(settings).stage_tree(version.artifact_key)
     model, _ = load_model(path)
     out = {}
     for batch in (1, 64):

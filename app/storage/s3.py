@@ -38,7 +38,8 @@ class S3Storage(Storage):
         self.bucket, self.prefix = bucket, prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.scratch = Path(cache_dir).resolve()
         self.client = boto3.client("s3", config=Config(retries={"max_attempts": 5, "mode": "standard"}))
-        self.transfer = TransferConfig(multipart_threshold=16 << 20, multipart_chunksize=16 << 20)
+        # Parts of 8 MiB, 4 at a time: one transfer holds at most ~32 MiB in memory, whatever the file size.
+        self.transfer = TransferConfig(multipart_threshold=8 << 20, multipart_chunksize=8 << 20, max_concurrency=4)
 
     def __repr__(self) -> str:
         return f"S3Storage(s3://{self.bucket}/{self.prefix})"

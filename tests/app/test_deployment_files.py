@@ -38,6 +38,18 @@ def test_compose_services_run_real_cli_commands():
     assert services["api"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
 
 
+def test_compose_services_share_no_disk_only_the_object_store():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"minio", "bucket"} <= set(services)
+    for name in ("migrate", "api", "worker", "worker-gpu"):
+        assert "volumes" not in services[name], f"{name} mounts a volume; the store is the only shared place"
+        env = services[name]["environment"]
+        assert env["CUBE_STORAGE_URL"].startswith("s3://") and env["AWS_ENDPOINT_URL"] == "http://minio:9000"
+    for name in ("api", "worker", "worker-gpu"):
+        assert services[name]["depends_on"]["bucket"]["condition"] == "service_completed_successfully"
+
+
 def test_compose_settings_are_settings_the_service_reads():
     from app.settings import Settings
 

@@ -172,8 +172,8 @@ def test_worker_killed_during_registration_registers_once(stack, small_pairs):
 class ApiProcess:
     """`cube api` as a real process, so it can be killed -9."""
 
-    def __init__(self, env: dict, log: Path):
-        self.env, self.log, self.port = env, log, free_port()
+    def __init__(self, env: dict, log: Path, cwd: Path = ROOT):
+        self.env, self.log, self.port, self.cwd = env, log, free_port(), cwd
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -181,7 +181,7 @@ class ApiProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "app.cli", "api", "--port", str(self.port)], cwd=ROOT,
+        self.proc = subprocess.Popen([sys.executable, "-m", "app.cli", "api", "--port", str(self.port)], cwd=self.cwd,
                                      env=self.env, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
                                      start_new_session=True)
 
