@@ -22,7 +22,7 @@ from app.body_limit import BodyLimitMiddleware, limit_message
 from app.errors import ServiceError, error_body
 from app.services.inference import ModelCache
 from app.settings import Settings, get_settings
-from app.storage import get_storage
+from app.storage import StorageUnavailable, get_storage
 from app.telemetry import REQUEST_ID_HEADER, Telemetry, TelemetryMiddleware
 from cube.teachers import configured_registry
 
@@ -106,6 +106,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     for unavailable in (OperationalError, InterfaceError, DisconnectionError, PoolTimeout):
         app.add_exception_handler(unavailable, database_unavailable)
+
+    @app.exception_handler(StorageUnavailable)
+    async def storage_unavailable(request: Request, exc: StorageUnavailable) -> JSONResponse:
+        log.warning("storage unavailable (request %s): %s", getattr(request.state, "request_id", None), exc)
+        body = error_body(503, "the file storage is unavailable; try again shortly", code="storage_unavailable",
+                          type="server_error")
+        return JSONResponse(body, status_code=503, headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)})
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -1,10 +1,12 @@
 """Job latency: time from POST /v1/training-jobs to `running`, and a small job's wall time (POST to
-`succeeded`), on Redis and on the embedded SQL broker, side by side.
+`succeeded`), on Redis and on the embedded SQL broker, side by side, and on Redis with S3 storage.
 
-    .venv/bin/python bench/job_latency.py [--jobs 5] [--redis redis://127.0.0.1:6379/0]
+    .venv/bin/python bench/job_latency.py [--jobs 5] [--redis redis://127.0.0.1:6379/0] [--no-s3]
 
-Each broker gets a fresh data directory (SQLite metadata, local storage) and one real worker process
-(`cube worker`); the API runs in this process. Targets: Redis median < 1 s, embedded < 3 s to `running`.
+Each row gets a fresh data directory (SQLite metadata, local storage) and one real worker process
+(`cube worker`); the API runs in this process. The S3 row stores everything in a moto S3 server on
+loopback (tests/s3_server.py): the upload, the worker's staged dataset, its checkpoints and run.
+Targets: Redis median < 1 s (with S3 too), embedded < 3 s to `running`.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 TINY_CUBE = {"kind": "cube", "grid": [2, 2, 2], "channels": 4, "steps": 2, "hidden": 8}
 
 
-def measure(broker: str | None, jobs: int) -> dict[str, list[float]]:
+def measure(broker: str | None, jobs: int, storage_url: str | None = None) -> dict[str, list[float]]:
     from fastapi.testclient import TestClient
 
     from app.main import create_app
@@ -44,8 +46,10 @@ def measure(broker: str | None, jobs: int) -> dict[str, list[float]]:
     env.pop("CUBE_BROKER_URL", None)
     if broker:
         env["CUBE_BROKER_URL"] = broker
+    if storage_url:
+        env["CUBE_STORAGE_URL"] = storage_url
     settings = Settings(data_dir=data_dir, broker_url=broker, training_queue=env["CUBE_TRAINING_QUEUE"],
-                        broker_key_prefix=env["CUBE_BROKER_KEY_PREFIX"])
+                        broker_key_prefix=env["CUBE_BROKER_KEY_PREFIX"], storage_url=storage_url)
     upgrade(settings.database)
     log = open(data_dir / "worker.log", "wb")
     worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--loglevel", "info"], cwd=ROOT, env=env,
@@ -100,11 +104,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=5)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--no-s3", action="store_true", help="skip the row with S3 storage")
     args = parser.parse_args()
     rows = []
-    for name, broker, target in (("redis", args.redis, 1.0), ("embedded (SQL broker)", None, 3.0)):
-        r = measure(broker, args.jobs)
+
+    def row(name, broker, target, storage_url=None):
+        r = measure(broker, args.jobs, storage_url)
         rows.append((name, statistics.median(r["to_running"]), max(r["to_running"]), statistics.median(r["to_succeeded"]), target))
+
+    row("redis", args.redis, 1.0)
+    row("embedded (SQL broker)", None, 3.0)
+    if not args.no_s3:
+        from tests.s3_server import running_s3_server
+
+        with tempfile.TemporaryDirectory() as tmp, running_s3_server(Path(tmp)) as s3:
+            row("redis + S3 storage", args.redis, 1.0, s3.new_url())
     print(f"\n{args.jobs} jobs per broker after one warm-up job; tiny cube (grid 2x2x2, 4 channels), 2 epochs on 400 pairs, 1 torch thread")
     print(f"{'broker':<24}{'POST->running median':>22}{'max':>8}{'POST->succeeded median':>25}{'target':>9}")
     for name, med, worst, done, target in rows:

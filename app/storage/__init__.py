@@ -10,10 +10,10 @@ import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
-from app.storage.base import Storage, StorageError
+from app.storage.base import Storage, StorageError, StorageUnavailable
 from app.storage.local import LocalStorage
 
-__all__ = ["LocalStorage", "Storage", "StorageError", "get_storage", "check_storage_url"]
+__all__ = ["LocalStorage", "Storage", "StorageError", "StorageUnavailable", "get_storage", "check_storage_url"]
 
 _clients: dict[tuple, Storage] = {}
 _clients_lock = threading.Lock()

@@ -26,6 +26,11 @@ class StorageError(Exception):
     pass
 
 
+class StorageUnavailable(StorageError):
+    """The store did not answer (down, unreachable, refusing the credentials, no such bucket): the
+    API answers 503 `storage_unavailable`, as for a database that is down."""
+
+
 def check_key(key: str) -> str:
     """Keys are relative POSIX paths without `..`: they never leave the storage root or prefix."""
     parts = PurePosixPath(key).parts

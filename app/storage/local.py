@@ -41,10 +41,16 @@ class LocalStorage(Storage):
             path.unlink()
 
     def stage(self, key: str, workspace: Path | None = None) -> Path:
-        return self.local_path(key)
+        path = self.local_path(key)
+        if not path.is_file():
+            raise FileNotFoundError(f"{key} is not stored")
+        return path
 
     def stage_tree(self, key: str, workspace: Path | None = None) -> Path:
-        return self.local_path(key)
+        path = self.local_path(key)
+        if not path.is_dir():
+            raise FileNotFoundError(f"nothing is stored under {key}")
+        return path
 
     def size(self, key: str) -> int | None:
         path = self.local_path(key)

@@ -13,13 +13,16 @@ checkpoint) is the set of objects under `<key>/`.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from app.storage.base import Storage, check_key
+from botocore.exceptions import BotoCoreError, ClientError
+
+from app.storage.base import Storage, StorageUnavailable, check_key
 
 DELETE_BATCH = 1000  # the most keys one DeleteObjects call takes
 
@@ -27,6 +30,17 @@ DELETE_BATCH = 1000  # the most keys one DeleteObjects call takes
 def _missing(exc: Exception) -> bool:
     code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
     return code in ("404", "NoSuchKey", "NotFound")
+
+
+@contextlib.contextmanager
+def _answered(key: str) -> Iterator[None]:
+    """A missing object as FileNotFoundError; any other failure of the store as StorageUnavailable."""
+    try:
+        yield
+    except (BotoCoreError, ClientError) as exc:
+        if _missing(exc):
+            raise FileNotFoundError(f"{key} is not stored") from None
+        raise StorageUnavailable(f"the object store failed on {key}: {exc}") from exc
 
 
 class S3Storage(Storage):
@@ -53,20 +67,23 @@ class S3Storage(Storage):
 
     # -- writing ---------------------------------------------------------------------------
     def put_file(self, source: Path, key: str) -> None:
-        self.client.upload_file(str(source), self.bucket, self._object(key), Config=self.transfer)
+        with _answered(key):
+            self.client.upload_file(str(source), self.bucket, self._object(key), Config=self.transfer)
         Path(source).unlink(missing_ok=True)
 
     def put_tree(self, source: Path, key: str) -> None:
         source = Path(source)
         for path in sorted(p for p in source.rglob("*") if p.is_file()):
             rel = path.relative_to(source).as_posix()
-            self.client.upload_file(str(path), self.bucket, self._object(f"{key}/{rel}"), Config=self.transfer)
+            with _answered(key):
+                self.client.upload_file(str(path), self.bucket, self._object(f"{key}/{rel}"), Config=self.transfer)
 
     def delete(self, key: str) -> None:
         names = [self._object(key)] + [o["Key"] for o in self._list(key)]
         for i in range(0, len(names), DELETE_BATCH):
-            self.client.delete_objects(Bucket=self.bucket, Delete={
-                "Objects": [{"Key": n} for n in names[i:i + DELETE_BATCH]], "Quiet": True})
+            with _answered(key):
+                self.client.delete_objects(Bucket=self.bucket, Delete={
+                    "Objects": [{"Key": n} for n in names[i:i + DELETE_BATCH]], "Quiet": True})
         cached = self._cached(key)
         if cached.is_dir():
             shutil.rmtree(cached, ignore_errors=True)
@@ -82,11 +99,10 @@ class S3Storage(Storage):
         fd, tmp = tempfile.mkstemp(dir=self.temp_dir(), prefix=self._temp_prefix("download"))
         os.close(fd)
         try:
-            self.client.download_file(self.bucket, self._object(key), tmp, Config=self.transfer)
-        except Exception as exc:
+            with _answered(key):
+                self.client.download_file(self.bucket, self._object(key), tmp, Config=self.transfer)
+        except BaseException:
             Path(tmp).unlink(missing_ok=True)
-            if _missing(exc):
-                raise FileNotFoundError(f"{key} is not stored") from None
             raise
         os.replace(tmp, dest)  # whole or absent, whoever else stages the same key
         return dest
@@ -103,7 +119,8 @@ class S3Storage(Storage):
             for obj in objects:
                 path = tmp / obj["Key"][len(self._object(key)) + 1:]
                 path.parent.mkdir(parents=True, exist_ok=True)
-                self.client.download_file(self.bucket, obj["Key"], str(path), Config=self.transfer)
+                with _answered(key):
+                    self.client.download_file(self.bucket, obj["Key"], str(path), Config=self.transfer)
             dest.parent.mkdir(parents=True, exist_ok=True)
             try:
                 os.rename(tmp, dest)  # atomic: a reader sees the whole tree or none
@@ -116,11 +133,10 @@ class S3Storage(Storage):
 
     def size(self, key: str) -> int | None:
         try:
-            return int(self.client.head_object(Bucket=self.bucket, Key=self._object(key))["ContentLength"])
-        except Exception as exc:
-            if _missing(exc):
-                return None
-            raise
+            with _answered(key):
+                return int(self.client.head_object(Bucket=self.bucket, Key=self._object(key))["ContentLength"])
+        except FileNotFoundError:
+            return None
 
     def exists(self, key: str) -> bool:
         return self.size(key) is not None or next(iter(self._list(key, limit=1)), None) is not None
@@ -129,12 +145,8 @@ class S3Storage(Storage):
         return None
 
     def read_chunks(self, key: str, chunk_bytes: int = 1 << 20) -> Iterator[bytes]:
-        try:
+        with _answered(key):
             body = self.client.get_object(Bucket=self.bucket, Key=self._object(key))["Body"]
-        except Exception as exc:
-            if _missing(exc):
-                raise FileNotFoundError(f"{key} is not stored") from None
-            raise
         try:
             yield from body.iter_chunks(chunk_bytes)
         finally:
@@ -146,7 +158,7 @@ class S3Storage(Storage):
             self.client.put_object(Bucket=self.bucket, Key=probe, Body=b"ok")
             self.client.delete_object(Bucket=self.bucket, Key=probe)
             return True
-        except Exception:  # any failure (network, credentials, bucket) means not ready
+        except (BotoCoreError, ClientError):  # any failure (network, credentials, bucket) means not ready
             return False
 
     def workdir(self, key: str, workspace: Path) -> Path:
@@ -159,5 +171,6 @@ class S3Storage(Storage):
         pages = self.client.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=self._object(key) + "/",
             PaginationConfig={"MaxItems": limit} if limit else {})
-        for page in pages:
-            yield from page.get("Contents", [])
+        with _answered(key):
+            for page in pages:
+                yield from page.get("Contents", [])
