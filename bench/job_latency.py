@@ -49,7 +49,8 @@ def measure(broker: str | None, jobs: int, storage_url: str | None = None) -> di
     if storage_url:
         env["CUBE_STORAGE_URL"] = storage_url
     settings = Settings(data_dir=data_dir, broker_url=broker, training_queue=env["CUBE_TRAINING_QUEUE"],
-                        broker_key_prefix=env["CUBE_BROKER_KEY_PREFIX"], storage_url=storage_url)
+                        broker_key_prefix=env["CUBE_BROKER_KEY_PREFIX"], storage_url=storage_url,
+                        require_auth=False)  # the API is this process, reached only through its TestClient
     upgrade(settings.database)
     log = open(data_dir / "worker.log", "wb")
     worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--loglevel", "info"], cwd=ROOT, env=env,
