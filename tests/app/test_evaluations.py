@@ -71,6 +71,7 @@ def test_the_training_test_split_reproduces_the_training_report(client, settings
             assert value == pytest.approx(v2["evaluation"]["methods"][method][key], abs=1e-6), (method, key)
 
 
+@pytest.mark.parametrize("storage_kind", ["local", "s3"])
 def test_compare_two_versions_on_foreign_data(client, settings, model):
     c, _, upload = model
     foreign = upload(npz(FOREIGN_X, FOREIGN_X @ np.linalg.lstsq(X, Y, rcond=None)[0]), "foreign")

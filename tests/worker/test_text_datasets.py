@@ -48,6 +48,7 @@ def text_file(n=60) -> bytes:
                      for i in range(n)).encode()
 
 
+@pytest.mark.parametrize("storage_kind", ["local", "s3"])
 def test_text_dataset_is_encoded_then_trained_and_served(client, settings, fake_teacher):
     c, sent = client
     ds = c.post("/v1/datasets", files={"file": ("qa.jsonl", text_file())},
