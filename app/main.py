@@ -24,6 +24,7 @@ from app.services.inference import ModelCache
 from app.settings import Settings, get_settings
 from app.storage import StorageUnavailable, get_storage
 from app.telemetry import REQUEST_ID_HEADER, Telemetry, TelemetryMiddleware
+from app.ui import router as ui
 from cube.teachers import configured_registry
 
 log = logging.getLogger("cube.api")
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.model_cache = ModelCache(settings, app.state.telemetry)
     for router in ROUTERS:
         app.include_router(router)
+    ui.install(app)  # the dashboard at /ui (docs/dashboard.md); not in the OpenAPI document
     install_error_handlers(app)
     openapi.install(app)
 
