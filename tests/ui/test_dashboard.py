@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cube.synthetic import nonlinear_pairs
 from tests.e2e.test_service_e2e import SLOWER_CUBE, Service, wait_for
 from tests.live_server import serve
 from tests.ui.browser import browser, missing_reason
@@ -49,7 +50,6 @@ def page():
 
 def pairs_npz() -> bytes:
     from cube.pairs import save_pairs_npz
-    from cube.synthetic import nonlinear_pairs
 
     buf = io.BytesIO()
     save_pairs_npz(buf, nonlinear_pairs(n=400, d_in=16, d_out=16))
@@ -116,7 +116,7 @@ def test_dashboard_upload_train_watch_and_move_an_alias(live, page):
     page.fill("#new-job input[name=model]", "ui")
     page.fill("#new-job textarea[name=architecture]", json.dumps(SLOWER_CUBE))
     page.fill("#new-job textarea[name=hyperparameters]",
-              json.dumps({"n_epochs": 12, "early_stopping_patience": 0, "tuning_budget": 1}))
+              json.dumps({"n_epochs": 30, "early_stopping_patience": 0, "tuning_budget": 1}))
     page.click("#new-job button[type=submit]")
     page.wait_for_selector(".chart svg")
     job_id = page.url.rsplit("/", 1)[-1]
@@ -169,3 +169,34 @@ def test_dashboard_upload_train_watch_and_move_an_alias(live, page):
     page.goto(f"{base}/ui#/jobs/{job_id}")
     page.wait_for_selector("#version .eval-table")
     assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+
+
+def test_cancel_from_the_job_page_and_filter_the_list(live, page):
+    svc, base = live
+    key = svc.client.headers["Authorization"].removeprefix("Bearer ")
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.accept()))
+    ds = svc.upload(nonlinear_pairs(n=400, d_in=16, d_out=16))
+    slow = svc.submit(ds, arch=SLOWER_CUBE, n_epochs=500)
+    quick = svc.submit(ds, n_epochs=1)
+
+    page.goto(f"{base}/ui#/jobs/{slow}")
+    page.wait_for_selector("#key-dialog[open]")
+    page.fill("#key-input", key)
+    page.click("#key-form button[type=submit]")
+    wait_for(lambda: points(page) >= 1, WAIT_S, "the job to run an epoch", interval=0.1)
+    page.click("#cancel")
+    page.wait_for_selector(".summary[data-status=cancelled]", timeout=WAIT_MS)
+    assert dialogs == [f"Cancel job {slow}? A running job stops after its current epoch."]
+    assert svc.job(slow)["status"] == "cancelled"
+    page.wait_for_selector("#version >> text=This job registered no version.")
+
+    svc.wait_status(quick, {"succeeded", "failed"}, WAIT_S)
+    page.goto(f"{base}/ui#/jobs")
+    page.wait_for_selector(f"tr[data-job='{quick}']")
+    page.select_option(".filters select[name=status]", "cancelled")
+    page.click(".filters button[type=submit]")
+    page.wait_for_selector(f"tr[data-job='{quick}']", state="detached")
+    page.wait_for_selector(f"tr[data-job='{slow}']")
+    assert [r.get_attribute("data-job") for r in page.query_selector_all("tr[data-job]")] == [slow]
+    assert page.url.endswith("#/jobs?status=cancelled")

@@ -9,7 +9,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from app.ui.router import STATIC
+from app.ui.router import DIGEST, STATIC
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,10 +20,13 @@ def test_shell_and_static_files_are_served_without_auth(sqlite_settings):
         shell = c.get("/ui")
         assert shell.status_code == 200 and shell.headers["content-type"].startswith("text/html")
         assert "script-src 'self'" in shell.headers["content-security-policy"]
-        assert 'src="ui/static/js/app.js"' in shell.text
-        js = c.get("/ui/static/js/app.js")
+        assert shell.headers["cache-control"] == "no-cache"
+        assert f'src="ui/static/{DIGEST}/js/app.js"' in shell.text
+        js = c.get(f"/ui/static/{DIGEST}/js/app.js")
         assert js.status_code == 200 and "javascript" in js.headers["content-type"]
-        assert c.get("/ui/static/js/nope.js").status_code == 404
+        assert "immutable" in js.headers["cache-control"]  # the digest changes with the contents
+        assert c.get(f"/ui/static/{DIGEST}/js/nope.js").status_code == 404
+        assert c.get("/ui/static/js/app.js").status_code == 404
         assert c.get("/v1/training-jobs").status_code == 401  # the API behind it still asks for a key
         assert not [p for p in c.get("/openapi.json").json()["paths"] if p.startswith("/ui")]
 
@@ -33,3 +36,9 @@ def test_every_static_file_is_package_data():
     files = [p.relative_to(STATIC.parent).as_posix() for p in STATIC.rglob("*") if p.is_file()]
     assert files
     assert [f for f in files if not any(fnmatch.fnmatch(f, pat) and f.count("/") == pat.count("/") for pat in patterns)] == []
+
+
+def test_every_module_is_preloaded_by_the_shell():
+    shell = (STATIC / "index.html").read_text()
+    modules = [p.relative_to(STATIC).as_posix() for p in (STATIC / "js").rglob("*.js")]
+    assert [m for m in modules if f'href="ui/static/{m}"' not in shell and m != "js/app.js"] == []

@@ -15,16 +15,19 @@ const REFRESH_MS = 300;  // many events arrive in a burst: one job reload after 
 
 export async function jobPage(main, params, signal) {
   const id = params.get("id");
-  const job = await api(`v1/training-jobs/${encodeURIComponent(id)}`, {signal});
+  const path = `v1/training-jobs/${encodeURIComponent(id)}`;
+  // Independent reads in parallel: the page is on screen after the slowest, not after their sum.
+  const [job, history, checkpoints] = await Promise.all([
+    api(path, {signal}), api(`${path}/metrics`, {signal}), api(`${path}/checkpoints`, {signal})]);
   const view = new JobView(main, job);
-  const history = await api(`v1/training-jobs/${encodeURIComponent(id)}/metrics`, {signal});
   view.addHistory(history.data);
-  await view.showCheckpoints(signal);
-  view.showVersionIfAny(signal);
-  // Not awaited: the stream runs until the job ends or the page is left (signal aborts it).
-  follow(`v1/training-jobs/${encodeURIComponent(id)}/events?stream=true`, (msg) => view.onEvent(msg, signal), signal)
+  view.fillCheckpoints(checkpoints.data);
+  // Not awaited: the stream runs until the job ends or the page is left (signal aborts it), while
+  // the version's table loads beside it.
+  follow(`${path}/events?stream=true`, (msg) => view.onEvent(msg, signal), signal)
     .then(() => view.refresh(signal, true))
     .catch((err) => { if (!signal.aborted) view.streamError(err); });
+  await view.showVersionIfAny(signal);
 }
 
 class JobView {
@@ -101,8 +104,12 @@ class JobView {
 
   async showCheckpoints(signal) {
     const list = await api(`v1/training-jobs/${encodeURIComponent(this.job.id)}/checkpoints`, {signal});
-    fill(this.checkpoints, list.data.length
-      ? table(["epoch", "step", "val MRR", "saved"], list.data.map((c) => row([
+    this.fillCheckpoints(list.data);
+  }
+
+  fillCheckpoints(checkpoints) {
+    fill(this.checkpoints, checkpoints.length
+      ? table(["epoch", "step", "val MRR", "saved"], checkpoints.map((c) => row([
         String(c.epoch), String(c.step), num((c.metrics || {}).val_mrr), when(c.created_at)])))
       : el("p", {class: "muted"}, "None kept yet."));
   }

@@ -38,7 +38,8 @@ function headline(version) {
 
 export async function modelPage(main, params, signal) {
   const name = params.get("name");
-  const model = await api(`v1/models/${enc(name)}`, {signal});
+  // The datasets (for the comparison form) load beside the model, not after it.
+  const [model, datasets] = await Promise.all([api(`v1/models/${enc(name)}`, {signal}), api("v1/datasets?limit=100", {signal})]);
   const versions = [...(model.versions || [])].reverse();  // newest first
   const picks = new Map(versions.map((v) => [v.version, el("input", {type: "checkbox", value: v.version, "aria-label": `compare v${v.version}`})]));
   fill(main,
@@ -50,7 +51,7 @@ export async function modelPage(main, params, signal) {
       table(["compare", "version", "status", "arch", "main MRR", "best baseline MRR", "aliases", "created"],
         versions.map((v) => row([picks.get(v.version), versionLink(name, v.version), v.status, v.arch,
           ...headline(v), v.aliases.join(", ") || "—", when(v.created_at)], {"data-version": v.version})))),
-    el("section", {}, el("h2", {}, "Compare versions"), await compareForm(name, picks, signal)));
+    el("section", {}, el("h2", {}, "Compare versions"), compareForm(name, picks, datasets.data)));
 }
 
 /** Each alias with a version picker; moving one asks first (traffic that uses the alias follows it). */
@@ -83,9 +84,8 @@ function aliasEditor(model, versions, reload) {
 }
 
 /** Versions side by side on one dataset (GET /v1/models/{name}/compare): the server says which lack an evaluation. */
-async function compareForm(name, picks, signal) {
-  const datasets = await api("v1/datasets?limit=100", {signal});
-  const dataset = el("select", {name: "dataset_id"}, datasets.data.map((d) => el("option", {value: d.id}, `${d.name} (${d.id})`)));
+function compareForm(name, picks, datasets) {
+  const dataset = el("select", {name: "dataset_id"}, datasets.map((d) => el("option", {value: d.id}, `${d.name} (${d.id})`)));
   const out = el("div", {id: "comparison"});
   const error = errorBox(null);
   const submit = async (event) => {
