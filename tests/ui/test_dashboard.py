@@ -160,6 +160,31 @@ def test_dashboard_upload_train_watch_and_move_an_alias(live, page):
     assert dialogs[-2:] == ['Point new alias "production" of ui at v1?', 'Move alias "production" of ui from v1 to v2?']
     assert api.get("/v1/models/ui").json()["aliases"]["production"] == 2
 
+    # Compare: the server's refusal in place while the versions have no evaluation on the dataset,
+    # then the two side by side once they have.
+    dataset_id = job["dataset_id"]
+    page.check("input[aria-label='compare v1']")
+    page.check("input[aria-label='compare v2']")
+    page.select_option("#compare select", dataset_id)
+    page.click("#compare button[type=submit]")
+    page.wait_for_selector("#compare-error:not(:empty)")
+    refused = api.get("/v1/models/ui/compare", params={"versions": "2,1", "dataset_id": dataset_id})
+    assert refused.status_code == 409 and page.text_content("#compare-error") == refused.json()["error"]["message"]
+    for number in (1, 2):
+        ev = api.post(f"/v1/models/ui/versions/{number}/evaluations", json={"dataset_id": dataset_id}).json()
+        path = f"/v1/models/ui/versions/{number}/evaluations/{ev['id']}"
+        assert wait_for(lambda: (e := api.get(path).json())["status"] in ("succeeded", "failed") and e,
+                        WAIT_S, f"evaluation {ev['id']}", interval=0.3)["status"] == "succeeded"
+    page.click("#compare button[type=submit]")
+    page.wait_for_selector("#comparison table")
+    assert page.text_content("#compare-error") == ""
+    comparison = api.get("/v1/models/ui/compare", params={"versions": "2,1", "dataset_id": dataset_id}).json()
+    shown = [r.text_content() for r in page.query_selector_all("#comparison tbody td:first-child")]
+    assert shown == [f"v{v['version']}" for v in comparison["versions"]]
+    best_mrr = page.query_selector_all("#comparison tbody tr td:nth-child(6)")  # version, status, arch, R@1, R@10, MRR
+    assert [td.get_attribute("class") == "best" for td in best_mrr] == [v["version"] == comparison["best"]["mrr"]
+                                                                      for v in comparison["versions"]]
+
     page.goto(f"{base}/ui#/models/ui/versions/1")
     page.wait_for_selector("main .eval-table tr.best-method")
     screenshot(page, "dashboard-version.png")

@@ -88,6 +88,7 @@ function compareForm(name, picks, datasets) {
   const dataset = el("select", {name: "dataset_id"}, datasets.map((d) => el("option", {value: d.id}, `${d.name} (${d.id})`)));
   const out = el("div", {id: "comparison"});
   const error = errorBox(null);
+  error.id = "compare-error";
   const submit = async (event) => {
     event.preventDefault();
     error.textContent = "";
@@ -103,7 +104,7 @@ function compareForm(name, picks, datasets) {
   };
   return el("div", {},
     el("p", {class: "muted"}, "Versions are compared on a dataset each has a succeeded evaluation on (POST …/evaluations)."),
-    el("form", {class: "inline", onsubmit: submit}, el("label", {}, "Dataset ", dataset), el("button", {type: "submit"}, "Compare")),
+    el("form", {class: "inline", id: "compare", onsubmit: submit}, el("label", {}, "Dataset ", dataset), el("button", {type: "submit"}, "Compare")),
     error, out);
 }
 
