@@ -94,7 +94,7 @@ class Seeder:
                            parameters=3220, evaluation=self.report(), artifact_key=f"jobs/{job_id}/run/model",
                            epochs_run=epochs)
 
-    def end_other(self, job_id: str, dataset_id: str, model: str) -> None:
+    def end_other(self, job_id: str) -> None:
         from app.jobs import lifecycle, states
 
         outcome = self.rng.choices([o for o, _ in OTHER_OUTCOMES], [w for _, w in OTHER_OUTCOMES])[0]
@@ -125,7 +125,7 @@ def seed(settings, client, rng: random.Random) -> dict:
             s.succeed(job_id, s.run_epochs(job_id, n_epochs, n_epochs), n_epochs)
             sample["job"] = job_id
         else:
-            s.end_other(job_id, dataset_id, name)
+            s.end_other(job_id)
         if (i + 1) % 100 == 0:
             print(f"  seeded {i + 1} jobs", flush=True)
     return sample

@@ -88,7 +88,9 @@ class JobView {
     this.events.prepend(el("li", {class: `level-${e.level}`}, el("time", {}, when(e.created_at)), " ", e.message));
     while (this.events.children.length > MAX_EVENTS_SHOWN) this.events.lastChild.remove();
     clearTimeout(this.pending);
-    this.pending = setTimeout(() => this.refresh(signal, false), REFRESH_MS);
+    this.pending = setTimeout(() => this.refresh(signal, false).catch((err) => {
+      if (!signal.aborted) this.error.textContent = err.message;
+    }), REFRESH_MS);
   }
 
   /** Reload the job (status, progress); once it has ended, its checkpoints and version too. */
