@@ -55,6 +55,7 @@ def banner(settings: Settings, host: str, port: int) -> str:
     lines = [
         "cube service (embedded: SQLite, SQL broker, local storage)",
         f"  API       {base}/v1   docs {base}/docs   health {base}/readyz",
+        f"  dashboard {base}/ui",
         f"  data dir  {settings.data_dir.resolve()}",
         f"  database  {settings.database}",
         f"  broker    {settings.broker}",

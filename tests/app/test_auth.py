@@ -129,4 +129,5 @@ def test_cube_up_opens_only_on_loopback():
     assert "AUTHENTICATION IS OFF" in banner(quickstart_settings(Settings(), "127.0.0.1"), "127.0.0.1", 8000)
     public = quickstart_settings(Settings(), "0.0.0.0")
     assert public.require_auth and "keys required" in banner(public, "0.0.0.0", 8000)
+    assert "dashboard http://127.0.0.1:8000/ui" in banner(public, "0.0.0.0", 8000)
     assert quickstart_settings(Settings(require_auth=True), "127.0.0.1").require_auth  # an explicit choice wins
