@@ -321,3 +321,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="chitchat: question turns -> reply (default, about 25k) or every adjacent turn -> reply "
                         "(about 121k; each row says whether it is a question turn)")
     p.set_defaults(func=cmd_data)
+
+    from cube.sweep_cli import add_command as add_sweep
+
+    add_sweep(sub)
