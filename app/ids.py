@@ -8,7 +8,8 @@ import threading
 import time
 
 PREFIXES = {"dataset": "ds_", "job": "job_", "model_version": "mv_", "event": "ev_", "checkpoint": "ckpt_", "api_key": "key_",
-            "evaluation": "eval_", "webhook": "wh_", "webhook_delivery": "msg_", "transform_job": "tjob_"}
+            "evaluation": "eval_", "webhook": "wh_", "webhook_delivery": "msg_", "transform_job": "tjob_",
+            "sweep": "swp_"}
 _lock = threading.Lock()
 _last = 0
 

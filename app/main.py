@@ -16,7 +16,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import openapi, queue
-from app.api import datasets, downloads, embeddings, evaluations, jobs, models, ops, transform, transform_jobs, webhooks
+from app.api import (datasets, downloads, embeddings, evaluations, jobs, models, ops, sweeps, transform, transform_jobs,
+                     webhooks)
 from app.api.deps import storable_params
 from app.body_limit import BodyLimitMiddleware, limit_message
 from app.errors import ServiceError, error_body
@@ -29,7 +30,8 @@ from cube.teachers import configured_registry
 
 log = logging.getLogger("cube.api")
 ROUTERS = [ops.router, ops.info_router, datasets.router, jobs.router, models.router, evaluations.router,
-           downloads.router, transform.router, embeddings.router, webhooks.router, transform_jobs.router]
+           downloads.router, transform.router, embeddings.router, webhooks.router, transform_jobs.router,
+           sweeps.router]
 UPLOAD_PATHS = ("/v1/datasets", "/v1/transform-jobs")
 MULTIPART_OVERHEAD = 64 * 1024
 DATABASE_RETRY_AFTER_SECONDS = 5

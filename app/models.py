@@ -87,6 +87,56 @@ class TrainingJob(Base):
     tags: Mapped[list[Any] | None] = mapped_column(JSON)          # given to the version the job registers
     created_at: Mapped[float] = mapped_column(Float, default=now)
     owner_key_id: Mapped[str | None] = mapped_column(String(40), index=True)  # the API key that created it
+    # A job a sweep made (app.services.sweeps): a trial (trains on the training split only, scored on
+    # validation, registers nothing) or the sweep's final job (the chosen settings, a version).
+    # No foreign key: adding one would make SQLite rebuild this table, which the rows that point at
+    # it (events, metrics) forbid; like model_version_id, the service keeps it consistent.
+    sweep_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    sweep_role: Mapped[str | None] = mapped_column(String(10))    # trial | final
+    trial_number: Mapped[int | None] = mapped_column(Integer)     # the Optuna trial's number
+
+
+class Sweep(Base):
+    """A hyperparameter search: an Optuna study (named by the sweep's id, in the same database) whose
+    trials are training jobs; the best trial's settings become the final job and its version."""
+    __tablename__ = "sweeps"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"), index=True)
+    model_name: Mapped[str] = mapped_column(String(200))
+    mode: Mapped[str] = mapped_column(String(20))
+    base: Mapped[dict[str, Any]] = mapped_column(JSON)            # arch, model config, hyperparameters, split, ...
+    search_space: Mapped[dict[str, Any]] = mapped_column(JSON)
+    objective: Mapped[str] = mapped_column(String(40))
+    n_trials: Mapped[int] = mapped_column(Integer)
+    max_parallel: Mapped[int] = mapped_column(Integer)
+    pruner: Mapped[dict[str, Any]] = mapped_column(JSON)
+    time_budget_seconds: Mapped[float | None] = mapped_column(Float)
+    seed: Mapped[int] = mapped_column(Integer, default=0)
+    device: Mapped[str] = mapped_column(String(10), default="cpu")
+    status: Mapped[str] = mapped_column(String(20), index=True)   # running | succeeded | failed | cancelled
+    trials_created: Mapped[int] = mapped_column(Integer, default=0)
+    best: Mapped[dict[str, Any] | None] = mapped_column(JSON)     # number, params, value, job_id
+    importance: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    final_job_id: Mapped[str | None] = mapped_column(String(40))
+    model_version_id: Mapped[str | None] = mapped_column(String(40))
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    finished_at: Mapped[float | None] = mapped_column(Float)
+    owner_key_id: Mapped[str | None] = mapped_column(String(40), index=True)
+
+
+class SweepEvent(Base):
+    __tablename__ = "sweep_events"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    sweep_id: Mapped[str] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"), index=True)
+    level: Mapped[str] = mapped_column(String(10))
+    message: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
 
 
 class JobEvent(Base):

@@ -195,6 +195,7 @@ class TrainingJobOut(BaseModel):
     promotion: dict[str, Any] | None
     description: str | None = None
     tags: list[str] = []
+    sweep: "JobSweep | None" = None
 
     @classmethod
     def of(cls, j: models.TrainingJob) -> "TrainingJobOut":
@@ -211,7 +212,18 @@ class TrainingJobOut(BaseModel):
             cancel_requested_at=as_int(j.cancel_requested_at), started_at=as_int(j.started_at),
             finished_at=as_int(j.finished_at), model_version_id=j.model_version_id, metadata=j.metadata_,
             promotion=j.promotion, description=j.description, tags=j.tags or [],
+            sweep=JobSweep(id=j.sweep_id, role=j.sweep_role, trial=j.trial_number) if j.sweep_id else None,
         )
+
+
+class JobSweep(BaseModel):
+    """The sweep a job belongs to: one of its trials (trial: the Optuna trial number) or its final job."""
+    id: str
+    role: Literal["trial", "final"]
+    trial: int | None
+
+
+TrainingJobOut.model_rebuild()
 
 
 class EventOut(BaseModel):
@@ -552,3 +564,118 @@ class TransformJobOut(BaseModel):
 
 class TransformJobEventOut(EventOut):
     object: Literal["transform_job.event"] = "transform_job.event"  # type: ignore[assignment]
+
+
+class PrunerSpec(BaseModel):
+    """How a sweep stops poor trials early (cube.sweep.make_pruner checks the options)."""
+    model_config = ConfigDict(extra="allow", json_schema_extra={"description": (
+        "kind none | median (startup_trials: 3, warmup_epochs: 2) | halving (min_epochs: 1, reduction_factor: 3)")})
+    kind: Literal["none", "median", "halving"] = "median"
+
+
+class SweepCreate(BaseModel):
+    """A hyperparameter search over `search_space`; the base settings are a training job's."""
+    model_config = ConfigDict(extra="forbid")
+    dataset_id: str
+    mode: Literal["dialogue", "autoencoder", "translation"] = "dialogue"
+    search_space: dict[str, Any] = Field(description=(
+        "setting -> a list of choices, a range {low, high[, log][, step]}, or one value; e.g. "
+        '{"channels": [8, 16], "steps": {"low": 2, "high": 8, "step": 2}, '
+        '"learning_rate": {"low": 1e-4, "high": 1e-2, "log": true}, "arch": ["cube", "mlp"]} (docs/sweeps.md)'))
+    objective: Literal["val_mrr", "val_recall_at_10"] = "val_mrr"
+    n_trials: int = Field(10, ge=1, le=500)
+    max_parallel: int = Field(2, ge=1, le=64)
+    pruner: PrunerSpec = Field(default_factory=PrunerSpec)
+    time_budget_seconds: float | None = Field(None, gt=0, le=30 * 86400, allow_inf_nan=False,
+                                              description="no trial starts after this many seconds")
+    architecture: Architecture = Field(default_factory=Architecture, description="the base architecture; the space overrides it")
+    hyperparameters: dict[str, Any] = Field(default_factory=dict, description=HYPERPARAMETERS_DOC)
+    validation: Validation = Field(default_factory=Validation)
+    seed: int = Field(0, ge=0, lt=2**31)
+    device: Literal["cpu", "cuda"] = "cpu"
+    model: str | None = Field(None, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    metadata: dict[str, Any] | None = None
+    promotion: PromotionPolicy = Field(default_factory=PromotionPolicy)
+    description: Description | None = Field(None, description="Given to the model version the sweep registers")
+    tags: Tags | None = Field(None, description="Given to the model version the sweep registers")
+
+    _dataset_id = field_validator("dataset_id")(lambda v: check_text(v, "dataset_id"))
+    _search_space = field_validator("search_space")(lambda v: check_json(v, "search_space", finite=False))
+    _hyperparameters = field_validator("hyperparameters")(lambda v: check_json(v, "hyperparameters", finite=False))
+    _metadata = field_validator("metadata")(lambda v: v if v is None else check_json(v, "metadata"))
+    _description = field_validator("description")(lambda v: v if v is None else check_text(v, "description"))
+    _tags = field_validator("tags")(check_tags)
+
+    @property
+    def pruner_settings(self) -> dict[str, Any]:
+        return {"kind": self.pruner.kind, **(self.pruner.model_extra or {})}
+
+
+class SweepBest(BaseModel):
+    number: int
+    params: dict[str, Any]
+    value: float
+    job_id: str | None
+
+
+class SweepOut(BaseModel):
+    id: str
+    object: Literal["sweep"] = "sweep"
+    created_at: int
+    dataset_id: str
+    model: str
+    mode: str
+    status: Literal["running", "succeeded", "failed", "cancelled"]
+    objective: str
+    search_space: dict[str, Any]
+    n_trials: int
+    max_parallel: int
+    pruner: dict[str, Any]
+    time_budget_seconds: float | None
+    seed: int
+    trials_created: int
+    best: SweepBest | None
+    importance: dict[str, float] | None
+    final_job_id: str | None
+    model_version_id: str | None
+    error: JobError | None
+    finished_at: int | None
+    metadata: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, s: models.Sweep) -> "SweepOut":
+        return cls(
+            id=s.id, created_at=int(s.created_at), dataset_id=s.dataset_id, model=s.model_name, mode=s.mode,
+            status=s.status, objective=s.objective, search_space=s.search_space, n_trials=s.n_trials,
+            max_parallel=s.max_parallel, pruner=s.pruner, time_budget_seconds=s.time_budget_seconds, seed=s.seed,
+            trials_created=s.trials_created, best=SweepBest(**s.best) if s.best else None, importance=s.importance,
+            final_job_id=s.final_job_id, model_version_id=s.model_version_id,
+            error=JobError(code=s.error_code, message=s.error_message or "") if s.error_code else None,
+            finished_at=None if s.finished_at is None else int(s.finished_at), metadata=s.metadata_)
+
+
+class TrialOut(BaseModel):
+    number: int
+    object: Literal["sweep.trial"] = "sweep.trial"
+    params: dict[str, Any]
+    state: Literal["running", "waiting", "complete", "pruned", "fail"]
+    value: float | None
+    epochs: int
+    intermediate: dict[str, float] = Field(description="epoch -> the objective on validation")
+    job_id: str | None
+    job_status: str | None
+    started_at: float | None
+    finished_at: float | None
+
+
+class SweepEventOut(BaseModel):
+    id: str
+    object: Literal["sweep.event"] = "sweep.event"
+    created_at: int
+    level: str
+    message: str
+    data: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, e: models.SweepEvent) -> "SweepEventOut":
+        return cls(id=e.id, created_at=int(e.created_at), level=e.level, message=e.message, data=e.data)

@@ -9,6 +9,7 @@ service runs each as a training job on its workers (app.services.sweeps).
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import replace
 from typing import Any, Callable, Iterable
 
@@ -139,7 +140,9 @@ def importances(study) -> dict[str, float] | None:
     if len(complete) < 2 or not complete[0].params:
         return None
     try:
-        return {k: round(float(v), 4) for k, v in optuna.importance.get_param_importances(study).items()}
+        with warnings.catch_warnings():  # a warning when few trials differ; the figures still stand
+            warnings.simplefilter("ignore")
+            return {k: round(float(v), 4) for k, v in optuna.importance.get_param_importances(study).items()}
     except (RuntimeError, ValueError):  # e.g. every completed trial drew the same point
         return None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from alembic import context
 
 from app.db import get_engine, normalise_url
+from app.migrate import VERSION_TABLE
 from app.models import Base
 
 config = context.config
@@ -21,7 +22,7 @@ def database_url() -> str:
 
 def run_offline() -> None:
     context.configure(url=normalise_url(database_url()), target_metadata=target_metadata, literal_binds=True,
-                      render_as_batch=True)
+                      render_as_batch=True, version_table=VERSION_TABLE)
     with context.begin_transaction():
         context.run_migrations()
 
@@ -30,7 +31,8 @@ def run_online() -> None:
     engine = get_engine(database_url())
     with engine.connect() as connection:
         # Batch mode lets later migrations alter SQLite tables (it has no ALTER COLUMN).
-        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
+                          version_table=VERSION_TABLE)
         with context.begin_transaction():
             context.run_migrations()
 

@@ -1,7 +1,7 @@
 """The Celery application the workers run (`cube worker`, or `celery -A worker.celery_app worker`).
 
 Configuration comes from `app.queue.celery_config` (the same the API sends with). The worker's main
-process (no torch, no CUDA) runs the one periodic place of the service: every `heartbeat_seconds` it
+process (no CUDA; torch only once it moves a sweep on) runs the one periodic place of the service: every `heartbeat_seconds` it
 refreshes its row in the worker registry and runs the lifecycle's recovery sweep, which re-queues
 jobs whose worker stopped and re-sends queued jobs whose message was lost; a second thread sends
 due webhook deliveries (app/webhooks/delivery.py).
@@ -63,6 +63,7 @@ def start_sweeper(sender, **_) -> None:
 
     def sweep_forever() -> None:
         from app.jobs import lifecycle, workers
+        from app.services import sweeps
 
         send = lambda task, *args, device="cpu": enqueue(settings, task, *args, device=device)  # noqa: E731
         while True:
@@ -73,6 +74,7 @@ def start_sweeper(sender, **_) -> None:
                 if recovery:
                     log.warning("recovery: re-queued %s, failed %s, re-sent %s", recovery.requeued, recovery.failed,
                                 recovery.resent)
+                sweeps.advance_open(settings, send)  # a sweep whose job ended unreported (cancelled, given up)
             except Exception:  # the database or broker may be down for a moment; try again next period
                 log.exception("worker heartbeat / recovery sweep failed")
             if _stop.wait(settings.heartbeat_seconds):

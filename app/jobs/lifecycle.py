@@ -12,6 +12,7 @@ Training jobs and bulk transform jobs share it: every function that takes a `kin
     record_rows     a transform job's progress (rows done); says stop on cancel
     finish          running -> failed | cancelled
     register        running -> succeeded with exactly one model version, judged by the job's promotion gate
+    trial_done      a sweep's trial job: running -> succeeded with its validation score, no version
     complete        a transform job: running -> succeeded with its result file
     recover         the periodic sweep: re-queue jobs whose worker stopped, re-send lost messages
 
@@ -394,6 +395,19 @@ def register(settings: Settings, job_id: str, attempt: int, *, arch: str, dim_in
         except IntegrityError:
             continue
     raise RuntimeError(f"could not register a version for job {job_id}")
+
+
+def trial_done(settings: Settings, job_id: str, attempt: int, *, message: str, data: dict[str, Any]) -> bool:
+    """A sweep's trial trained to its end: running -> succeeded (it registers no version). A cancel
+    requested first wins. False if another attempt holds the job or it was cancelled."""
+    with session_scope(settings.database) as session:
+        if move(session, job_id, states.SUCCEEDED, only_from=[states.RUNNING],
+                where=(TrainingJob.attempt == attempt, TrainingJob.cancel_requested_at.is_(None))):
+            add_event(session, job_id, message, data=data)
+            return True
+        if move(session, job_id, states.CANCELLED, only_from=[states.RUNNING], where=(TrainingJob.attempt == attempt,)):
+            add_event(session, job_id, "cancelled after its last epoch")
+    return False
 
 
 # ---- the periodic sweep ---------------------------------------------------------------------

@@ -14,16 +14,20 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+from sqlalchemy import select
 
 from app.db import session_scope
 from app.jobs import lifecycle, states
 from app.jobs.lifecycle import Claim
-from app.models import Dataset, TrainingJob
+from app.models import Dataset, Sweep, TrainingJob
+from app.services import sweeps
 from app.settings import Settings
 from app.storage import Storage, get_storage
 
 log = logging.getLogger("cube.worker")
+Enqueue = Callable[..., None]
 
 
 def attempt_key(job_id: str, attempt: int, part: str) -> str:
@@ -127,8 +131,25 @@ def run_config(job: TrainingJob):
                      split=SplitConfig.from_dict(split))
 
 
-def run_job(settings: Settings, job_id: str, worker: str) -> Claim:
-    """The whole job for one delivery. Returns the claim (anything but `claimed` means: drop the message)."""
+def run_job(settings: Settings, job_id: str, worker: str, enqueue: Enqueue | None = None) -> Claim:
+    """The whole job for one delivery. Returns the claim (anything but `claimed` means: drop the message).
+    A sweep's job then moves its sweep on (`enqueue` sends the jobs that queues; default: the broker)."""
+    claim = _run_job(settings, job_id, worker)
+    if claim.outcome == "claimed":
+        with session_scope(settings.database) as session:
+            sweep_id = session.scalar(select(TrainingJob.sweep_id).where(TrainingJob.id == job_id))
+        if sweep_id is not None:
+            sweeps.advance(settings, sweep_id, enqueue or broker_enqueue(settings))
+    return claim
+
+
+def broker_enqueue(settings: Settings) -> Enqueue:
+    from app.queue import enqueue
+
+    return lambda task, *args, device="cpu": enqueue(settings, task, *args, device=device)
+
+
+def _run_job(settings: Settings, job_id: str, worker: str) -> Claim:
     from cube.config import ConfigError
     from cube.experiment import ExperimentCancelled, run_experiment
     from cube.pairs import PairFileError
@@ -141,6 +162,7 @@ def run_job(settings: Settings, job_id: str, worker: str) -> Claim:
     with session_scope(settings.database) as session:
         job = session.get(TrainingJob, job_id)
         dataset = session.get(Dataset, job.dataset_id)
+        sweep = session.get(Sweep, job.sweep_id) if job.sweep_id else None
     if job.cancel_requested_at is not None:
         lifecycle.finish(settings, job_id, claim.attempt, states.CANCELLED, message="cancelled before training started")
         return claim
@@ -149,11 +171,14 @@ def run_job(settings: Settings, job_id: str, worker: str) -> Claim:
     try:
         with lifecycle.Heartbeat(settings, job_id, claim.attempt), storage.workspace(f"job-{job_id}") as workspace:
             data = load_pairs(dataset, storage, job.mode, workspace)
+            checkpoint_dir = storage.workdir(checkpoint_key, workspace)
+            resume = resume_from(settings, storage, job_id, claim.attempt, workspace)
+            if job.sweep_role == "trial":
+                run_trial(settings, job, sweep, data, recorder, checkpoint_dir, resume, claim.attempt)
+                return claim
             run_dir = storage.workdir(run_key, workspace)
-            result = run_experiment(data, run_config(job), run_dir, callbacks=[recorder],
-                                    checkpoint_dir=storage.workdir(checkpoint_key, workspace),
-                                    resume_from=resume_from(settings, storage, job_id, claim.attempt, workspace),
-                                    log=recorder.log, should_stop=recorder.should_stop)
+            result = run_experiment(data, run_config(job), run_dir, callbacks=[recorder], checkpoint_dir=checkpoint_dir,
+                                    resume_from=resume, log=recorder.log, should_stop=recorder.should_stop)
             storage.put_tree(run_dir, run_key)
     except ExperimentCancelled as exc:
         if not recorder.lost_claim:
@@ -172,8 +197,40 @@ def run_job(settings: Settings, job_id: str, worker: str) -> Claim:
             code, message = "training_error", f"{type(exc).__name__}: {exc}"
         lifecycle.finish(settings, job_id, claim.attempt, states.FAILED, code=code, message=message)
         return claim
+    if job.sweep_role == "final":  # the version records the search that chose it
+        result.report["sweep"] = sweeps.evidence(settings, job.sweep_id)
     register(settings, job_id, claim.attempt, result, f"{run_key}/model", dataset.teacher)
     return claim
+
+
+def run_trial(settings: Settings, job: TrainingJob, sweep: Sweep, data, recorder: ProgressRecorder,
+              checkpoint_dir: Path, resume: Path | None, attempt: int) -> None:
+    """One trial of a sweep: train on the training split, report each epoch's validation score to
+    the study's pruner, and tell the study how it ended (complete with its best score, pruned, or
+    failed on a cancel). The job succeeds without a version, or ends cancelled when pruned."""
+    from cube.pairs import split_pairs
+    from cube.sweep import PruningReporter, train_trial
+
+    run = run_config(job)
+    pruning = PruningReporter(sweeps.optuna_trial(settings, job, sweep), run.train.monitor)
+    _, result = train_trial(data, split_pairs(data, run.split), run, callbacks=[recorder, pruning],
+                            checkpoint_dir=checkpoint_dir, resume_from=resume)
+    if recorder.lost_claim:
+        return
+    number, objective = job.trial_number, sweep.objective
+    if pruning.pruned:
+        sweeps.tell(settings, sweep, number, state="pruned")
+        lifecycle.finish(settings, job.id, attempt, states.CANCELLED,
+                         message=f"pruned by the {sweep.pruner['kind']} pruner after epoch {result.epochs_run} "
+                                 f"({objective} {result.history[-1][f'val_{run.train.monitor}']:.4f})")
+    elif result.cancelled:
+        sweeps.tell(settings, sweep, number, state="fail")
+        lifecycle.finish(settings, job.id, attempt, states.CANCELLED, message=f"cancelled after {result.epochs_run} epoch(s)")
+    else:
+        sweeps.tell(settings, sweep, number, value=float(result.best_score))
+        lifecycle.trial_done(settings, job.id, attempt, data={"value": result.best_score, "best_epoch": result.best_epoch},
+                             message=f"trial {number} finished: {objective} {result.best_score:.4f} at epoch "
+                                     f"{result.best_epoch}")
 
 
 def register(settings: Settings, job_id: str, attempt: int, result, artifact_key: str, teacher: str | None) -> str:

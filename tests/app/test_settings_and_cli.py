@@ -40,6 +40,39 @@ def test_migrations_match_the_models(settings):
     from app.db import get_engine
     from app.models import Base
 
+    from optuna.storages._rdb.models import BaseModel as OptunaTables
+
+    from app.migrate import LEGACY_VERSION_TABLE, VERSION_TABLE
+
+    def ours(obj, name, type_, reflected, compare_to) -> bool:
+        # Sweeps keep their Optuna studies in the same database: those tables (and the revision
+        # table Optuna keeps in alembic_version) are Optuna's, not ours.
+        return not (type_ == "table" and (name in OptunaTables.metadata.tables or name == LEGACY_VERSION_TABLE))
+
     with get_engine(settings.database).connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE, "include_object": ours})
+        diff = compare_metadata(context, Base.metadata)
     assert diff == []
+
+
+def test_the_schema_revision_moves_out_of_optunas_table_and_both_live_in_one_database(tmp_path):
+    """A database migrated before sweeps kept our revision in `alembic_version`; upgrading moves it to
+    `cube_schema_version`, and Optuna's storage (which keeps its own revision in `alembic_version`)
+    then opens on the same database, and later upgrades leave it alone."""
+    import optuna
+    from sqlalchemy import inspect, text
+
+    from app.db import get_engine
+    from app.migrate import current, upgrade
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    upgrade(url, "0009")
+    with get_engine(url).begin() as conn:  # the layout of a database from before the rename
+        conn.execute(text("ALTER TABLE cube_schema_version RENAME TO alembic_version"))
+    upgrade(url)
+    tables = set(inspect(get_engine(url)).get_table_names())
+    assert "cube_schema_version" in tables and "alembic_version" not in tables and "sweeps" in tables
+    optuna.create_study(study_name="s", storage=url)
+    upgrade(url)  # Optuna's alembic_version is not ours: left as it is
+    assert current(url) == "0010"
+    assert optuna.load_study(study_name="s", storage=url).study_name == "s"
