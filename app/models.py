@@ -116,6 +116,7 @@ class Sweep(Base):
     device: Mapped[str] = mapped_column(String(10), default="cpu")
     status: Mapped[str] = mapped_column(String(20), index=True)   # running | succeeded | failed | cancelled
     trials_created: Mapped[int] = mapped_column(Integer, default=0)
+    advancing_until: Mapped[float | None] = mapped_column(Float)  # the lease of the process moving it on
     best: Mapped[dict[str, Any] | None] = mapped_column(JSON)     # number, params, value, job_id
     importance: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     final_job_id: Mapped[str | None] = mapped_column(String(40))

@@ -15,8 +15,10 @@ by the workers' periodic recovery pass, and each call moves the sweep as far as 
   the version, with the sweep's evidence (every trial, Optuna's importances) in its evaluation;
 - when the final job ends, the sweep ends with it.
 
-The sweep row is locked (SELECT ... FOR UPDATE on PostgreSQL) while `advance` decides, so two
-workers finishing trials at once do not both queue the next one.
+One process at a time moves a sweep: `advance` first takes a short lease on the sweep row (an
+atomic UPDATE, which works alike on SQLite, where SELECT ... FOR UPDATE locks nothing, and on
+PostgreSQL), so two workers finishing trials at once do not both queue the next one. A call that
+finds the lease taken does nothing: the holder, or the next periodic pass, sees what it would have.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ import os
 import time
 from typing import Any, Callable
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from app.db import normalise_url, session_scope
@@ -189,13 +191,36 @@ def _job(sweep: Sweep, run, role: str, number: int | None, status: str) -> Train
         sweep_id=sweep.id, sweep_role=role, trial_number=number)
 
 
+ADVANCE_LEASE_SECONDS = 120  # longer than any one advance; a holder that died delays the sweep this long
+
+
 def advance(settings: Settings, sweep_id: str, enqueue: Enqueue) -> None:
     """Move the sweep as far as it can go now (see the module's docstring). Safe to call any time."""
+    now = time.time()
+    with session_scope(settings.database) as session:
+        leased = session.execute(update(Sweep).where(
+            Sweep.id == sweep_id, Sweep.status == RUNNING,
+            or_(Sweep.advancing_until.is_(None), Sweep.advancing_until < now)).values(
+            advancing_until=now + ADVANCE_LEASE_SECONDS)).rowcount == 1
+    if not leased:
+        return
+    try:
+        to_send = _advance(settings, sweep_id)
+    finally:
+        with session_scope(settings.database) as session:
+            session.execute(update(Sweep).where(Sweep.id == sweep_id).values(advancing_until=None))
+    with session_scope(settings.database) as session:
+        for job in to_send:
+            lifecycle.send(session, enqueue, job.id, job.device)
+
+
+def _advance(settings: Settings, sweep_id: str) -> list[TrainingJob]:
+    """The decisions of one `advance`, under its lease; returns the jobs to send once committed."""
     to_send: list[TrainingJob] = []
     with session_scope(settings.database) as session:
-        sweep = session.scalar(select(Sweep).where(Sweep.id == sweep_id).with_for_update())
-        if sweep is None or sweep.status != RUNNING:
-            return
+        sweep = session.get(Sweep, sweep_id)
+        if sweep.status != RUNNING:  # cancelled since the lease was taken
+            return []
         jobs = list(session.scalars(select(TrainingJob).where(TrainingJob.sweep_id == sweep.id)))
         trials = [j for j in jobs if j.sweep_role == "trial"]
         _reconcile(settings, session, sweep, trials)
@@ -203,7 +228,7 @@ def advance(settings: Settings, sweep_id: str, enqueue: Enqueue) -> None:
         if final is not None:
             if final.status in states.TERMINAL:
                 _end_with_final(session, sweep, final)
-            return
+            return []
         running = [j for j in trials if j.status not in states.TERMINAL]
         out_of_time = (sweep.time_budget_seconds is not None
                        and time.time() > sweep.created_at + sweep.time_budget_seconds)
@@ -215,18 +240,21 @@ def advance(settings: Settings, sweep_id: str, enqueue: Enqueue) -> None:
                 add_event(session, sweep.id, f"time budget of {sweep.time_budget_seconds:g} s spent after "
                                              f"{sweep.trials_created} trial(s)")
             to_send = _choose(settings, session, sweep)
-    with session_scope(settings.database) as session:
-        for job in to_send:
-            lifecycle.send(session, enqueue, job.id, job.device)
+    return to_send
 
 
 def _reconcile(settings: Settings, session: Session, sweep: Sweep, trials: list[TrainingJob]) -> None:
     """A trial whose job ended without a result (failed, cancelled before it ran, given up) is failed
-    in the study, so the study never waits on a job that will not report."""
+    in the study, so the study never waits on a job that will not report; so is a trial asked by an
+    `advance` that died before its job was committed."""
     for job in trials:
         if job.status in (states.FAILED, states.CANCELLED) and tell(settings, sweep, job.trial_number, state="fail"):
             add_event(session, sweep.id, f"trial {job.trial_number} ({job.id}) {job.status}: "
                                          f"{job.error_message or 'no result'}", level="warning")
+    numbers = {job.trial_number for job in trials}
+    for t in load_study(settings, sweep).get_trials(deepcopy=False):
+        if not t.state.is_finished() and t.number not in numbers and tell(settings, sweep, t.number, state="fail"):
+            add_event(session, sweep.id, f"trial {t.number} had no job (its advance stopped); failed", level="warning")
 
 
 def _ask(settings: Settings, session: Session, sweep: Sweep, n: int) -> list[TrainingJob]:
@@ -377,8 +405,7 @@ def cancel_sweep(session: Session, settings: Settings, sweep: Sweep) -> Sweep:
         return sweep
     if sweep.status != RUNNING:
         raise Conflict(f"sweep {sweep.id} already {sweep.status}", code="illegal_state", param="sweep_id")
-    locked = session.scalar(select(Sweep).where(Sweep.id == sweep.id).with_for_update())
-    _end(session, locked, CANCELLED, message="cancelled")
+    _end(session, sweep, CANCELLED, message="cancelled")
     session.commit()
     for job in session.scalars(select(TrainingJob).where(TrainingJob.sweep_id == sweep.id,
                                                          TrainingJob.status.in_(states.ACTIVE))):

@@ -166,6 +166,9 @@ def _run_job(settings: Settings, job_id: str, worker: str) -> Claim:
     if job.cancel_requested_at is not None:
         lifecycle.finish(settings, job_id, claim.attempt, states.CANCELLED, message="cancelled before training started")
         return claim
+    if sweep is not None and sweep.status != sweeps.RUNNING:  # e.g. cancelled while this trial was being queued
+        lifecycle.finish(settings, job_id, claim.attempt, states.CANCELLED, message=f"its sweep {sweep.id} is {sweep.status}")
+        return claim
     run_key, checkpoint_key = attempt_key(job_id, claim.attempt, "run"), attempt_key(job_id, claim.attempt, "checkpoints")
     recorder = ProgressRecorder(settings, storage, job_id, claim.attempt)
     try:

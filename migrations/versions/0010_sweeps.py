@@ -31,6 +31,7 @@ def upgrade() -> None:
     sa.Column('device', sa.String(length=10), nullable=False),
     sa.Column('status', sa.String(length=20), nullable=False),
     sa.Column('trials_created', sa.Integer(), nullable=False),
+    sa.Column('advancing_until', sa.Float(), nullable=True),
     sa.Column('best', sa.JSON(), nullable=True),
     sa.Column('importance', sa.JSON(), nullable=True),
     sa.Column('final_job_id', sa.String(length=40), nullable=True),
