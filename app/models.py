@@ -94,6 +94,8 @@ class TrainingJob(Base):
     sweep_id: Mapped[str | None] = mapped_column(String(40), index=True)
     sweep_role: Mapped[str | None] = mapped_column(String(10))    # trial | final
     trial_number: Mapped[int | None] = mapped_column(Integer)     # the Optuna trial's number
+    # The built-in search its "auto" values ask for (app.services.auto_search), in search_space format.
+    auto_search: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class Sweep(Base):

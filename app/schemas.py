@@ -80,7 +80,7 @@ class DatasetOut(BaseModel):
 # The settings a job may give, named in the published schema. Kept in step with cube.config's
 # TrainConfig and CubeConfig by a test (importing cube here would load torch in every API process).
 HYPERPARAMETERS_DOC = (
-    "Training settings, each a value or \"auto\" (the default): n_epochs, batch_size, learning_rate, "
+    "Training settings, each a value or \"auto\" (the same as leaving it out: the default; but learning_rate \"auto\" is searched, docs/sweeps.md): n_epochs, batch_size, learning_rate, "
     "weight_decay, loss (infonce|triplet|cosine|mse), temperature, grad_clip, early_stopping_patience, "
     "monitor (mrr|recall_at_10|loss), seed, device, amp, warmup_steps, tuning_budget (learning rates every "
     "trained method tries, docs/quality.md), source_weights; learning methods (docs/learning.md): "
@@ -100,7 +100,8 @@ CUBE_ARCHITECTURE_DOC = (
 class Architecture(BaseModel):
     """`kind` plus the architecture's own fields (for the cube: grid, channels, steps, ...)."""
     model_config = ConfigDict(extra="allow", json_schema_extra={"description": CUBE_ARCHITECTURE_DOC})
-    kind: Literal["cube", "linear", "mlp", "resmlp"] = "cube"
+    kind: Literal["cube", "linear", "mlp", "resmlp", "auto"] = Field(
+        "cube", description="\"auto\": a built-in search picks the family (docs/sweeps.md, \"auto\")")
 
     @model_validator(mode="after")
     def storable(self) -> "Architecture":
@@ -196,6 +197,7 @@ class TrainingJobOut(BaseModel):
     description: str | None = None
     tags: list[str] = []
     sweep: "JobSweep | None" = None
+    auto_search: dict[str, Any] | None = Field(None, description="the settings its \"auto\" values search (docs/sweeps.md)")
 
     @classmethod
     def of(cls, j: models.TrainingJob) -> "TrainingJobOut":
@@ -213,6 +215,7 @@ class TrainingJobOut(BaseModel):
             finished_at=as_int(j.finished_at), model_version_id=j.model_version_id, metadata=j.metadata_,
             promotion=j.promotion, description=j.description, tags=j.tags or [],
             sweep=JobSweep(id=j.sweep_id, role=j.sweep_role, trial=j.trial_number) if j.sweep_id else None,
+            auto_search=j.auto_search,
         )
 
 

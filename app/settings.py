@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     job_lease_seconds: float = 30.0        # a running job whose heartbeat is older than this is presumed dead
     resend_after_seconds: float = 30.0     # a queued job nobody claimed this long, with an empty queue, is sent again
     visibility_timeout: int = 48 * 3600    # Redis: longer than the longest job, else it is redelivered while running
+    auto_search_seconds: float = 1800.0     # the time budget of a job's built-in "auto" search (no trial starts after it)
     job_soft_time_limit: int = 24 * 3600
     job_time_limit_grace: int = 300
     broker_polling_interval: float = 0.2   # SQL broker: how often an idle worker looks for a job

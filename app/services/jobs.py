@@ -94,6 +94,19 @@ def check_architecture(arch: str, shape: dict[str, Any], dataset: Dataset, mode:
         raise InvalidContent(str(exc), param="architecture", code="invalid_architecture") from None
 
 
+def within_caps(dataset: Dataset, mode: str, base_kind: str, shape: dict[str, Any]) -> Callable[[str, dict[str, Any], int], None]:
+    """check(arch, settings, batch) for a search's largest model: raises ConfigError past the caps."""
+    from cube.config import ConfigError
+
+    def check(arch: str, settings: dict[str, Any], batch: int) -> None:
+        try:
+            check_architecture(arch, {**(shape if arch == base_kind else {}), **settings}, dataset, mode, batch_size=batch)
+        except InvalidContent as exc:
+            raise ConfigError(exc.message) from None
+
+    return check
+
+
 def create_job(session: Session, settings: Settings, enqueue: Enqueue, body: TrainingJobCreate,
                access: Access = EVERYONE) -> TrainingJob:
     # Locked: the encoder updates this row and then releases the jobs waiting on it, so a job
@@ -102,7 +115,13 @@ def create_job(session: Session, settings: Settings, enqueue: Enqueue, body: Tra
     if dataset.status not in (DatasetStatus.READY, DatasetStatus.VALIDATING):
         raise Conflict(f"dataset {dataset.id} is {dataset.status}: {dataset.error or 'not usable'}", param="dataset_id",
                        code="dataset_not_ready")
-    shape = body.architecture.model_extra or {}
+    from app.services.auto_search import auto_space, check_space
+
+    kind, shape = body.architecture.kind, body.architecture.model_extra or {}
+    search = auto_space(kind, shape, body.hyperparameters)
+    if search:  # the job's own checks run on the defaults; the search's largest model is checked below
+        kind = "cube" if kind == "auto" else kind
+        shape = {k: v for k, v in shape.items() if v != "auto"}
     if "seed" in body.hyperparameters and body.hyperparameters["seed"] not in ("auto", body.seed):
         raise InvalidRequest("give the seed at the top level of the job, not in hyperparameters",
                              param="hyperparameters.seed")
@@ -110,12 +129,14 @@ def create_job(session: Session, settings: Settings, enqueue: Enqueue, body: Tra
         raise InvalidRequest("give the device at the top level of the job (\"device\": \"cpu\" or \"cuda\"), "
                              "not in hyperparameters", param="hyperparameters.device")
     hyper = resolve_hyperparameters(body.hyperparameters, dataset.num_pairs)
-    check_architecture(body.architecture.kind, shape, dataset, body.mode, batch_size=hyper["batch_size"])
+    check_architecture(kind, shape, dataset, body.mode, batch_size=hyper["batch_size"])
+    if search:
+        check_space(search, within_caps(dataset, body.mode, kind, shape), hyper["batch_size"])
     hyper["seed"], hyper["device"] = body.seed, body.device
     model_name = check_model_name(session, body.model or default_model_name(dataset), access)
     job = TrainingJob(
         id=new_id("job"), dataset_id=dataset.id, model_name=model_name, mode=body.mode,
-        arch=body.architecture.kind, model_config_=shape, hyperparameters=hyper, split=resolve_split(body),
+        arch=kind, model_config_=shape, auto_search=search, hyperparameters=hyper, split=resolve_split(body),
         seed=body.seed, device=body.device, status=states.QUEUED if dataset.status == DatasetStatus.READY else states.VALIDATING_FILES,
         attempt=0, epoch=0, n_epochs=hyper["n_epochs"], step=0, metadata_=body.metadata, description=body.description,
         tags=body.tags, created_at=time.time(), promotion=body.promotion.model_dump(),
@@ -123,7 +144,8 @@ def create_job(session: Session, settings: Settings, enqueue: Enqueue, body: Tra
     )
     session.add(job)
     session.flush()  # the event's foreign key needs the job row first (no ORM relationship orders them)
-    lifecycle.add_event(session, job.id, f"job created ({job.status})")
+    lifecycle.add_event(session, job.id, f"job created ({job.status})" + (
+        f"; \"auto\" searches {', '.join(search)} before training" if search else ""))
     session.commit()  # before enqueueing: the worker must find the row
     if job.status == states.QUEUED:
         lifecycle.send(session, enqueue, job.id, job.device)

@@ -40,7 +40,7 @@ from app.models import Sweep, SweepEvent, TrainingJob
 from app.services.access import EVERYONE, Access
 from app.services.datasets import get_dataset
 from app.services.jobs import (check_architecture, check_cursor, default_model_name, resolve_hyperparameters,
-                               resolve_split)
+                               resolve_split, within_caps)
 from app.services.registry import check_model_name
 from app.settings import Settings
 
@@ -130,15 +130,8 @@ def create_sweep(session: Session, settings: Settings, enqueue: Enqueue, body, a
     hyper = resolve_hyperparameters(body.hyperparameters, dataset.num_pairs)
     check_architecture(body.architecture.kind, shape, dataset, body.mode, batch_size=hyper["batch_size"])
 
-    def within_caps(arch: str, settings_: dict[str, Any], batch: int) -> None:
-        try:
-            check_architecture(arch, {**(shape if arch == body.architecture.kind else {}), **settings_}, dataset,
-                               body.mode, batch_size=batch)
-        except InvalidContent as exc:
-            raise ConfigError(exc.message) from None
-
     try:
-        check_size(space, within_caps, hyper["batch_size"])
+        check_size(space, within_caps(dataset, body.mode, body.architecture.kind, shape), hyper["batch_size"])
     except SearchSpaceError as exc:
         raise InvalidContent(exc.message, param=f"search_space.{exc.key}", code="invalid_search_space") from None
     hyper["seed"], hyper["device"] = body.seed, body.device

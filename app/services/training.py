@@ -22,7 +22,7 @@ from app.db import session_scope
 from app.jobs import lifecycle, states
 from app.jobs.lifecycle import Claim
 from app.models import Dataset, Sweep, TrainingJob
-from app.services import sweeps
+from app.services import auto_search, sweeps
 from app.settings import Settings
 from app.storage import Storage, get_storage
 
@@ -179,8 +179,12 @@ def _run_job(settings: Settings, job_id: str, worker: str) -> Claim:
             if job.sweep_role == "trial":
                 run_trial(settings, job, sweep, data, recorder, checkpoint_dir, resume, claim.attempt)
                 return claim
+            run, searched = run_config(job), None
+            if job.auto_search:  # "auto" values: a built-in search picks them first (app.services.auto_search)
+                run, searched = auto_search.search(settings, job, data, run, should_stop=recorder.should_stop,
+                                                   note=lambda message: lifecycle.note(settings, job_id, message))
             run_dir = storage.workdir(run_key, workspace)
-            result = run_experiment(data, run_config(job), run_dir, callbacks=[recorder], checkpoint_dir=checkpoint_dir,
+            result = run_experiment(data, run, run_dir, callbacks=[recorder], checkpoint_dir=checkpoint_dir,
                                     resume_from=resume, log=recorder.log, should_stop=recorder.should_stop)
             storage.put_tree(run_dir, run_key)
     except ExperimentCancelled as exc:
@@ -202,6 +206,8 @@ def _run_job(settings: Settings, job_id: str, worker: str) -> Claim:
         return claim
     if job.sweep_role == "final":  # the version records the search that chose it
         result.report["sweep"] = sweeps.evidence(settings, job.sweep_id)
+    if searched:
+        result.report["auto_search"] = searched
     register(settings, job_id, claim.attempt, result, f"{run_key}/model", dataset.teacher)
     return claim
 

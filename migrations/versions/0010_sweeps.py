@@ -1,4 +1,4 @@
-"""sweeps, their events, and the sweep columns of training jobs
+"""sweeps, their events, the sweep columns of training jobs, and a job's "auto" search
 
 Revision ID: 0010
 Revises: 0009
@@ -67,12 +67,14 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('sweep_id', sa.String(length=40), nullable=True))
         batch_op.add_column(sa.Column('sweep_role', sa.String(length=10), nullable=True))
         batch_op.add_column(sa.Column('trial_number', sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column('auto_search', sa.JSON(), nullable=True))
         batch_op.create_index(batch_op.f('ix_training_jobs_sweep_id'), ['sweep_id'], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table('training_jobs', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_training_jobs_sweep_id'))
+        batch_op.drop_column('auto_search')
         batch_op.drop_column('trial_number')
         batch_op.drop_column('sweep_role')
         batch_op.drop_column('sweep_id')

@@ -22,12 +22,13 @@ def job_body(dataset_id, **extra):
 
 def test_create_commits_then_enqueues_by_name(client, dataset):
     c, sent = client
-    r = c.post("/v1/training-jobs", json=job_body(dataset, hyperparameters={"n_epochs": 2, "learning_rate": "auto"}))
+    r = c.post("/v1/training-jobs", json=job_body(dataset, hyperparameters={"n_epochs": 2, "weight_decay": "auto"}))
     assert r.status_code == 202, r.text
     job = r.json()
     assert job["id"].startswith("job_") and job["object"] == "training_job" and job["status"] == "queued"
     assert job["model"] == "synthetic-pairs"  # from the dataset's name
-    assert job["hyperparameters"]["learning_rate"] == TrainConfig().learning_rate  # "auto": the default
+    assert job["hyperparameters"]["weight_decay"] == TrainConfig().weight_decay  # "auto": the default
+    assert job["auto_search"] is None  # nothing searched: weight decay's "auto" is its default
     assert job["hyperparameters"]["n_epochs"] == 2
     assert job["progress"] == {"epoch": 0, "n_epochs": 2, "step": 0, "total_steps": None, "fraction": 0.0}
     assert sent.sent == [("cube.train_job", (job["id"],))]
