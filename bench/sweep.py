@@ -1,0 +1,160 @@
+"""Sweeps measured: what pruning saves, and what a second worker buys.
+
+    python bench/sweep.py pruning [--data chitchat|synthetic] [--trials 12] [--epochs 8] [--train-pairs N]
+    python bench/sweep.py workers [--trials 4] [--epochs 6]
+
+pruning: the same search (space below, the same sampler seed) run twice in this process, once with
+the median pruner and once without; prints each run's best validation score, the epochs it trained
+in all, and its wall time. Validation only: nothing here reads a test split.
+
+workers: a sweep on the embedded service (SQLite, the SQL broker, `cube worker` processes with one
+torch thread each, so two workers use the two cores without fighting) with `max_parallel=2`, once
+with one worker and once with two; prints the wall time from POST to the registered version and
+each trial's start and end, which show whether trials overlapped.
+
+Data: chitchat question -> reply pairs encoded by minilm (bench/quality.py's loader and split), or
+synthetic 64d pairs with a known nonlinear map (`--data synthetic`, minutes instead of hours).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from cube.config import RunConfig, SplitConfig, TrainConfig  # noqa: E402
+from cube.pairs import PairData, split_pairs  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SPACE = {
+    "grid": [[4, 4, 4], [4, 4, 6]],
+    "channels": [8, 16],
+    "steps": {"low": 2, "high": 6, "step": 2},
+    "learning_rate": {"low": 1e-4, "high": 1e-2, "log": True},
+}
+
+
+def load(which: str, train_pairs: int) -> PairData:
+    if which == "synthetic":
+        from cube.synthetic import nonlinear_pairs
+
+        return nonlinear_pairs(n=6000, d_in=64, d_out=64, seed=0)
+    from bench.quality import load_chitchat, subsample_groups
+    from cube.commands import default_embedding_cache
+
+    data = load_chitchat(ROOT / "data" / "chitchat.jsonl", default_embedding_cache())
+    if train_pairs:
+        split = split_pairs(data, SplitConfig(seed=0))
+        keep = np.concatenate([subsample_groups(data, split.train, train_pairs, seed=0), split.val, split.test])
+        data = data.subset(np.sort(keep))
+    return data
+
+
+def search(data: PairData, trials: int, epochs: int, pruner: str, seed: int) -> dict:
+    """One in-process search; returns its best validation score, epochs trained and wall time."""
+    import optuna
+
+    from cube.search_space import parse_space
+    from cube.sweep import PruningReporter, draw, make_pruner, train_trial
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    base = RunConfig(train=TrainConfig(n_epochs=epochs, early_stopping_patience=0, tuning_budget=1, device="cpu"))
+    split = split_pairs(data, base.split)
+    space = parse_space(SPACE)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
+                                pruner=make_pruner({"kind": pruner}))
+    epochs_trained = 0
+
+    def objective(trial) -> float:
+        nonlocal epochs_trained
+        run = draw(trial, space, base, "val_mrr")
+        reporter = PruningReporter(trial, "mrr")
+        _, result = train_trial(data, split, run, callbacks=[reporter])
+        epochs_trained += result.epochs_run
+        print(f"  [{pruner}] trial {trial.number}: {'pruned' if reporter.pruned else 'complete'} after "
+              f"{result.epochs_run} epoch(s), best val MRR {result.best_score:.4f}; {trial.user_attrs['point']}",
+              file=sys.stderr, flush=True)
+        if reporter.pruned:
+            raise optuna.TrialPruned()
+        return float(result.best_score)
+
+    t0 = time.perf_counter()
+    study.optimize(objective, n_trials=trials)
+    return {"best": study.best_value, "epochs": epochs_trained, "seconds": time.perf_counter() - t0,
+            "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)}
+
+
+def cmd_pruning(args) -> None:
+    data = load(args.data, args.train_pairs)
+    print(f"{len(data)} pairs ({args.data}); {args.trials} trials of {args.epochs} epochs; space {SPACE}", file=sys.stderr)
+    rows = {kind: search(data, args.trials, args.epochs, kind, args.seed) for kind in ("none", "median")}
+    print("| pruner | best val MRR | epochs trained | pruned trials | wall s |\n|---|---|---|---|---|")
+    for kind, r in rows.items():
+        print(f"| {kind} | {r['best']:.4f} | {r['epochs']} | {r['pruned']} | {r['seconds']:.0f} |")
+    saved = 1 - rows["median"]["epochs"] / rows["none"]["epochs"]
+    gap = rows["none"]["best"] - rows["median"]["best"]
+    print(f"\nmedian pruner: {saved:.0%} fewer epochs; best val MRR {gap:+.4f} below the unpruned search "
+          f"(target: >= 40% fewer, within 0.005)")
+
+
+def cmd_workers(args) -> None:
+    from app.migrate import upgrade
+    from tests.e2e.test_service_e2e import Service, wait_for
+
+    data = load(args.data, args.train_pairs)
+    rows = []
+    for n_workers in (1, 2):
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp) / "data"
+            root.mkdir()
+            db = f"sqlite:///{root / 'cube.db'}"
+            upgrade(db)
+            service = Service(db, f"sqla+sqlite:///{root / 'broker.db'}", root)
+            try:
+                for _ in range(n_workers):
+                    service.start_worker()
+                ds = service.upload(data)
+                t0 = time.time()
+                r = service.client.post("/v1/sweeps", json={
+                    "dataset_id": ds, "model": "bench", "search_space": SPACE, "n_trials": args.trials,
+                    "max_parallel": 2, "pruner": {"kind": "none"},
+                    "hyperparameters": {"n_epochs": args.epochs, "early_stopping_patience": 0, "tuning_budget": 1}})
+                assert r.status_code == 202, r.text
+                sweep_id = r.json()["id"]
+                done = wait_for(lambda: (s := service.client.get(f"/v1/sweeps/{sweep_id}").json())["status"] != "running"
+                                and s, 4 * 3600, "the sweep", interval=1.0)
+                wall = time.time() - t0
+                assert done["status"] == "succeeded", done
+                trials = service.client.get(f"/v1/sweeps/{sweep_id}/trials").json()["data"]
+            finally:
+                service.close()
+        spans = [(t["number"], t["started_at"] - t0, t["finished_at"] - t0) for t in trials]
+        overlap = sum(max(0.0, min(a[2], b[2]) - max(a[1], b[1])) for i, a in enumerate(spans) for b in spans[i + 1:])
+        rows.append((n_workers, wall, overlap, spans))
+        print(f"{n_workers} worker(s): {wall:.0f} s; trials (start, end) s: "
+              + ", ".join(f"#{n} {s:.0f}-{e:.0f}" for n, s, e in spans), file=sys.stderr, flush=True)
+    print("| workers | sweep wall s (POST -> version) | trial-seconds overlapping | trials (start-end s) |\n|---|---|---|---|")
+    for n, wall, overlap, spans in rows:
+        print(f"| {n} | {wall:.0f} | {overlap:.0f} | " + ", ".join(f"#{k} {s:.0f}-{e:.0f}" for k, s, e in spans) + " |")
+    print(f"\ntwo workers: {rows[0][1] / rows[1][1]:.2f}x the speed of one (CUBE_TORCH_THREADS=1 per worker)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("what", choices=["pruning", "workers"])
+    ap.add_argument("--data", choices=["chitchat", "synthetic"], default="synthetic")
+    ap.add_argument("--train-pairs", type=int, default=0, help="chitchat: about N training pairs (0: all)")
+    ap.add_argument("--trials", type=int, default=12)
+    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    {"pruning": cmd_pruning, "workers": cmd_workers}[args.what](args)
+
+
+if __name__ == "__main__":
+    main()
