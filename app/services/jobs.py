@@ -214,10 +214,13 @@ def cancel_job(session: Session, job: Any, what: str = "job") -> Any:
         raise Conflict(f"{what} {job.id} already {job.status}", code="illegal_state", param="job_id") from None
 
 
-def list_events(session: Session, job: Any, after: str | None, limit: int, event_model: type = JobEvent) -> tuple[list, bool]:
-    """A page of a job's events, oldest first (`event_model`: the kind's event table)."""
+def list_events(session: Session, job: Any, after: str | None, limit: int, event_model: type = JobEvent,
+                owner: Any = None) -> tuple[list, bool]:
+    """A page of a job's events, oldest first (`event_model`: the kind's event table; `owner`: its
+    column naming the job, `job_id` unless given, e.g. a sweep's)."""
     check_cursor(after, "event")
-    query = select(event_model).where(event_model.job_id == job.id).order_by(event_model.id).limit(limit + 1)
+    column = event_model.job_id if owner is None else owner
+    query = select(event_model).where(column == job.id).order_by(event_model.id).limit(limit + 1)
     if after:
         query = query.where(event_model.id > after)
     rows = list(session.scalars(query))

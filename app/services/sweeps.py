@@ -39,6 +39,7 @@ from app.jobs.states import DatasetStatus
 from app.models import Sweep, SweepEvent, TrainingJob
 from app.services.access import EVERYONE, Access
 from app.services.datasets import get_dataset
+from app.services import jobs
 from app.services.jobs import (check_architecture, check_cursor, default_model_name, resolve_hyperparameters,
                                resolve_split, within_caps)
 from app.services.registry import check_model_name
@@ -214,10 +215,10 @@ def _advance(settings: Settings, sweep_id: str) -> list[TrainingJob]:
         sweep = session.get(Sweep, sweep_id)
         if sweep.status != RUNNING:  # cancelled since the lease was taken
             return []
-        jobs = list(session.scalars(select(TrainingJob).where(TrainingJob.sweep_id == sweep.id)))
-        trials = [j for j in jobs if j.sweep_role == "trial"]
+        sweep_jobs = list(session.scalars(select(TrainingJob).where(TrainingJob.sweep_id == sweep.id)))
+        trials = [j for j in sweep_jobs if j.sweep_role == "trial"]
         _reconcile(settings, session, sweep, trials)
-        final = next((j for j in jobs if j.sweep_role == "final"), None)
+        final = next((j for j in sweep_jobs if j.sweep_role == "final"), None)
         if final is not None:
             if final.status in states.TERMINAL:
                 _end_with_final(session, sweep, final)
@@ -408,10 +409,4 @@ def cancel_sweep(session: Session, settings: Settings, sweep: Sweep) -> Sweep:
 
 
 def list_events(session: Session, sweep: Sweep, after: str | None, limit: int) -> tuple[list[SweepEvent], bool]:
-    check_cursor(after, "event")
-    query = select(SweepEvent).where(SweepEvent.sweep_id == sweep.id).order_by(SweepEvent.id).limit(limit + 1)
-    if after:
-        query = query.where(SweepEvent.id > after)
-    rows = list(session.scalars(query))
-    return rows[:limit], len(rows) > limit
-
+    return jobs.list_events(session, sweep, after, limit, SweepEvent, SweepEvent.sweep_id)

@@ -2,23 +2,10 @@
 says so in its events, and the version's report records the search; explicit values run as given."""
 from __future__ import annotations
 
-import io
-
 import pytest
 
 from app.services import training
-from cube.pairs import PairData, save_pairs_npz
-from tests.app.test_promotion import X, Y
-
-
-@pytest.fixture
-def dataset(client):
-    c, _ = client
-    buf = io.BytesIO()
-    save_pairs_npz(buf, PairData(X, Y))
-    r = c.post("/v1/datasets", files={"file": ("pairs.npz", buf.getvalue())}, data={"kind": "embedding_pairs", "name": "p"})
-    assert r.status_code == 201, r.text
-    return r.json()["id"]
+from tests.app.test_sweeps import dataset  # noqa: F401  (a fixture: the promotion tests' pairs, uploaded)
 
 
 def test_auto_values_are_searched_on_the_worker_and_recorded_in_the_version(client, settings, dataset):

@@ -16,6 +16,7 @@ SMALL = {"n_epochs": 3, "batch_size": 32, "early_stopping_patience": 0, "tuning_
 
 @pytest.fixture
 def dataset(client):
+    """The promotion tests' 300 pairs (16d, a noisy rotation), uploaded."""
     c, _ = client
     buf = io.BytesIO()
     save_pairs_npz(buf, PairData(X, Y))

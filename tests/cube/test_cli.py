@@ -7,25 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from app.cli import main
 from cube.pairs import save_pairs_npz
 from cube.synthetic import nonlinear_pairs
-
-
-@pytest.fixture
-def cube(tmp_path, monkeypatch, capsys):
-    """cube(*args) -> (exit status, stdout, stderr), run in tmp_path."""
-    monkeypatch.chdir(tmp_path)
-
-    def run(*args):
-        try:
-            status = main(list(args))
-        except SystemExit as exc:  # argparse refuses a command line by exiting
-            status = exc.code
-        out = capsys.readouterr()
-        return status, out.out, out.err
-
-    return run
 
 
 def test_train_writes_the_report_with_every_baseline_and_transform_uses_the_model(tmp_path, cube):

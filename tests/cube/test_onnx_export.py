@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from app.cli import main
 from cube.artifacts import save_model
 from cube.models import build_model
 from cube.onnx_export import run_onnx
@@ -32,21 +31,6 @@ def model_dir(tmp_path, arch: str, config: dict):
             p.add_(0.02 * torch.randn_like(p))
     save_model(net, tmp_path / "model", arch, config)
     return tmp_path / "model", net
-
-
-@pytest.fixture
-def cube(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-
-    def run(*args):
-        try:
-            status = main(list(args))
-        except SystemExit as exc:
-            status = exc.code
-        out = capsys.readouterr()
-        return status, out.out, out.err
-
-    return run
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))

@@ -4,7 +4,6 @@ import json
 import optuna
 import pytest
 
-from app.cli import main
 from cube.config import ConfigError, RunConfig
 from cube.models import check_model_config
 from cube.pairs import save_pairs_npz
@@ -126,21 +125,6 @@ def test_draw_records_the_whole_point_on_the_trial():
     trial = study.ask()
     run = draw(trial, parse_space({"channels": [4, 8], "loss": "infonce"}), RunConfig(), "val_mrr")
     assert trial.user_attrs["point"]["loss"] == "infonce" and run.model["channels"] in (4, 8)
-
-
-@pytest.fixture
-def cube(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-
-    def run(*args):
-        try:
-            status = main(list(args))
-        except SystemExit as exc:
-            status = exc.code
-        out = capsys.readouterr()
-        return status, out.out, out.err
-
-    return run
 
 
 def test_cube_sweep_runs_continues_and_writes_the_best_model_with_its_report(tmp_path, cube):
