@@ -20,7 +20,7 @@ import httpx
 from cube_client import operations
 from cube_client._driver import Send, flatten
 from cube_client._protocol import Call, Operation, RetryPolicy, Sleep, clean_params, one
-from cube_client.resources import Datasets, Jobs, Models
+from cube_client.resources import Datasets, Jobs, Models, Sweeps
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 USER_AGENT = "cube-client/0.1"
@@ -36,6 +36,7 @@ class _ClientBase:
         self.state = operations.ClientState()
         self.datasets = Datasets(self)
         self.jobs = Jobs(self)
+        self.sweeps = Sweeps(self)
         self.models = Models(self)
 
     def _default_headers(self) -> dict[str, str]:

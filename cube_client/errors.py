@@ -11,7 +11,7 @@
      +-- RateLimited                429 overloaded; .retry_after in seconds (after the client's own retries)
      +-- ServiceUnavailable         503 a dependency is down (after the client's own retries)
      +-- ServerError                any other 5xx
-     +-- WaitTimeout                `jobs.wait` gave up before the job finished; .job is its last state
+     +-- WaitTimeout                `jobs.wait` or `sweeps.wait` gave up first; .job is the last state
 """
 from __future__ import annotations
 

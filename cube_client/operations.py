@@ -111,26 +111,27 @@ def upload(path: str | os.PathLike, *, kind: str | None, name: str | None, teach
     return (yield call)
 
 
-# ---- jobs
+# ---- jobs and sweeps
 
-def wait(job_id: str, *, on_progress: Callable[[Record], None] | None, timeout: float | None,
-         poll_interval: float) -> Operation:
-    """Poll the job until it succeeds, fails or is cancelled; `on_progress(job)` whenever its status,
-    progress or metrics change. Returns the final job (check its `status`)."""
+def wait(path: str, what: str, *, on_progress: Callable[[Record], None] | None, timeout: float | None,
+         poll_interval: float, watch: tuple[str, ...] = ("status", "progress", "metrics")) -> Operation:
+    """Poll the resource at `path` (a job, a sweep) until it succeeds, fails or is cancelled;
+    `on_progress(resource)` whenever one of its `watch` fields changes. Returns its final state
+    (check `status`)."""
     deadline = None if timeout is None else time.monotonic() + timeout
     seen = None
     while True:
-        job = yield Call("GET", f"/v1/training-jobs/{job_id}")
-        state = json.dumps([job.get("status"), job.get("progress"), job.get("metrics")], sort_keys=True)
+        current = yield Call("GET", path)
+        state = json.dumps([current.get(key) for key in watch], sort_keys=True)
         if on_progress is not None and state != seen:
-            on_progress(job)
+            on_progress(current)
         seen = state
-        if job.get("status") in TERMINAL_STATUSES:
-            return job
+        if current.get("status") in TERMINAL_STATUSES:
+            return current
         if deadline is not None:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise WaitTimeout(f"job {job_id} is still {job.get('status')} after {timeout}s", job=job)
+                raise WaitTimeout(f"{what} is still {current.get('status')} after {timeout}s", job=current)
             yield Sleep(min(poll_interval, left))
         else:
             yield Sleep(poll_interval)

@@ -1,4 +1,4 @@
-"""The resources of a client: `client.datasets`, `client.jobs`, `client.models`. Written once for
+"""The resources of a client: `client.datasets`, `client.jobs`, `client.sweeps`, `client.models`. Written once for
 both clients: each method builds an operation and hands it to the client, which performs it
 (blocking for `Client`, as a coroutine for `AsyncClient`)."""
 from __future__ import annotations
@@ -76,8 +76,44 @@ class Jobs(_Resource):
              poll_interval: float = 1.0):
         """Poll until the job succeeds, fails or is cancelled and return it (check `status`);
         `on_progress(job)` on every change; `WaitTimeout` after `timeout` seconds."""
-        return self._client._run(operations.wait(job_id, on_progress=on_progress, timeout=timeout,
-                                                 poll_interval=poll_interval))
+        return self._client._run(operations.wait(f"/v1/training-jobs/{_seg(job_id)}", f"job {job_id}",
+                                                 on_progress=on_progress, timeout=timeout, poll_interval=poll_interval))
+
+
+class Sweeps(_Resource):
+    def create(self, *, dataset_id: str, search_space: dict[str, Any], model: str | None = None,
+               n_trials: int | None = None, max_parallel: int | None = None, idempotency_key: str | None = None,
+               **fields: Any):
+        """Start a hyperparameter search (docs/sweeps.md). Other body fields (`objective`, `pruner`,
+        `time_budget_seconds`, `architecture`, `hyperparameters`, `seed`, ...) pass as keywords."""
+        body = clean_params({"dataset_id": dataset_id, "search_space": search_space, "model": model,
+                             "n_trials": n_trials, "max_parallel": max_parallel, **fields})
+        return self._client._run(one(create_call("/v1/sweeps", body, idempotency_key)))
+
+    def list(self, *, status: str | None = None, after: str | None = None, limit: int | None = None):
+        return self._get("/v1/sweeps", status=status, after=after, limit=limit)
+
+    def get(self, sweep_id: str):
+        return self._get(f"/v1/sweeps/{_seg(sweep_id)}")
+
+    def trials(self, sweep_id: str):
+        """Every trial: settings, state, value, the objective per epoch, its training job."""
+        return self._get(f"/v1/sweeps/{_seg(sweep_id)}/trials")
+
+    def events(self, sweep_id: str, *, after: str | None = None, limit: int | None = None):
+        return self._get(f"/v1/sweeps/{_seg(sweep_id)}/events", after=after, limit=limit)
+
+    def cancel(self, sweep_id: str):
+        """Cancel (idempotent): queued trials at once, running ones after their epoch."""
+        return self._client._run(one(Call("POST", f"/v1/sweeps/{_seg(sweep_id)}/cancel")))
+
+    def wait(self, sweep_id: str, *, on_progress: Callable[[Record], None] | None = None,
+             timeout: float | None = None, poll_interval: float = 2.0):
+        """Poll until the sweep ends and return it; `on_progress(sweep)` when trials are created or
+        the best changes; `WaitTimeout` after `timeout` seconds."""
+        return self._client._run(operations.wait(f"/v1/sweeps/{_seg(sweep_id)}", f"sweep {sweep_id}",
+                                                 on_progress=on_progress, timeout=timeout, poll_interval=poll_interval,
+                                                 watch=("status", "trials_created", "best")))
 
 
 class Models(_Resource):

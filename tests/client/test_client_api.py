@@ -255,3 +255,23 @@ def test_async_client_does_the_same(live, trained, pairs_npz):
 
     x, y = asyncio.run(main())
     np.testing.assert_allclose(y, direct_transform(live, trained["model"], x), rtol=1e-6, atol=1e-6)
+
+
+def test_a_sweep_through_the_client(client, trained):
+    sweep = client.sweeps.create(dataset_id=trained["dataset_id"], model="client-sweep", architecture=TINY_CUBE,
+                                 search_space={"channels": [2, 4]}, n_trials=2, max_parallel=1,
+                                 pruner={"kind": "none"},
+                                 hyperparameters={"n_epochs": 2, "early_stopping_patience": 0, "tuning_budget": 1})
+    assert sweep.status == "running" and sweep.search_space == {"channels": [2, 4]}
+    updates = []
+    done = client.sweeps.wait(sweep.id, on_progress=updates.append, timeout=300, poll_interval=0.3)
+    assert done.status == "succeeded" and done.model_version_id and updates[-1] == done
+    trials = client.sweeps.trials(sweep.id).data
+    assert len(trials) == 2 and all(t.params.channels in (2, 4) and t.state == "complete" for t in trials)
+    assert client.sweeps.events(sweep.id).data[0].message.startswith("sweep created")
+    assert sweep.id in [s.id for s in client.sweeps.list(status="succeeded").data]
+    with pytest.raises(Conflict):
+        client.sweeps.cancel(sweep.id)
+    with pytest.raises(ValidationError) as err:
+        client.sweeps.create(dataset_id=trained["dataset_id"], search_space={"channels": []})
+    assert err.value.param == "search_space.channels"
