@@ -573,7 +573,7 @@ class PrunerSpec(BaseModel):
     """How a sweep stops poor trials early (cube.sweep.make_pruner checks the options)."""
     model_config = ConfigDict(extra="allow", json_schema_extra={"description": (
         "kind none | median (startup_trials: 3, warmup_epochs: 2) | halving (min_epochs: 1, reduction_factor: 3)")})
-    kind: Literal["none", "median", "halving"] = "median"
+    kind: Literal["none", "median", "halving"] = "halving"
 
 
 class SweepCreate(BaseModel):

@@ -1,11 +1,12 @@
 """Sweeps measured: what pruning saves, and what a second worker buys.
 
     python bench/sweep.py pruning [--data chitchat|synthetic] [--trials 12] [--epochs 8] [--train-pairs N]
+                                  [--pruners median halving]
     python bench/sweep.py workers [--trials 4] [--epochs 6]
 
-pruning: the same search (space below, the same sampler seed) run twice in this process, once with
-the median pruner and once without; prints each run's best validation score, the epochs it trained
-in all, and its wall time. Validation only: nothing here reads a test split.
+pruning: the same search (space below, the same sampler seed) run in this process without pruning
+and with each pruner (median, successive halving, at their defaults); prints each run's best
+validation score, the epochs it trained in all, and its wall time. Validation only: nothing here reads a test split.
 
 workers: a sweep on the embedded service (SQLite, the SQL broker, `cube worker` processes with one
 torch thread each, so two workers use the two cores without fighting) with `max_parallel=2`, once
@@ -92,14 +93,15 @@ def search(data: PairData, trials: int, epochs: int, pruner: str, seed: int) -> 
 def cmd_pruning(args) -> None:
     data = load(args.data, args.train_pairs)
     print(f"{len(data)} pairs ({args.data}); {args.trials} trials of {args.epochs} epochs; space {SPACE}", file=sys.stderr)
-    rows = {kind: search(data, args.trials, args.epochs, kind, args.seed) for kind in ("none", "median")}
+    rows = {kind: search(data, args.trials, args.epochs, kind, args.seed) for kind in ("none", *args.pruners)}
     print("| pruner | best val MRR | epochs trained | pruned trials | wall s |\n|---|---|---|---|---|")
     for kind, r in rows.items():
         print(f"| {kind} | {r['best']:.4f} | {r['epochs']} | {r['pruned']} | {r['seconds']:.0f} |")
-    saved = 1 - rows["median"]["epochs"] / rows["none"]["epochs"]
-    gap = rows["none"]["best"] - rows["median"]["best"]
-    print(f"\nmedian pruner: {saved:.0%} fewer epochs; best val MRR {gap:+.4f} below the unpruned search "
-          f"(target: >= 40% fewer, within 0.005)")
+    for kind in args.pruners:
+        saved = 1 - rows[kind]["epochs"] / rows["none"]["epochs"]
+        gap = rows["none"]["best"] - rows[kind]["best"]
+        print(f"{kind} pruner: {saved:.0%} fewer epochs; best val MRR {gap:+.4f} below the unpruned search "
+              f"(target: >= 40% fewer, within 0.005)")
 
 
 def cmd_workers(args) -> None:
@@ -152,6 +154,8 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=12)
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--pruners", nargs="+", choices=["median", "halving"], default=["median", "halving"],
+                    help="pruning: the pruners run beside the unpruned search")
     args = ap.parse_args()
     {"pruning": cmd_pruning, "workers": cmd_workers}[args.what](args)
 

@@ -176,7 +176,8 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trials", required=True, type=positive_int, help="number of trials in all (a rerun continues)")
     p.add_argument("--out", required=True, help="directory: study.db, sweep.json, best/ (model and report)")
     p.add_argument("--objective", choices=list(OBJECTIVES), default="val_mrr", help="validation metric to maximise")
-    p.add_argument("--pruner", choices=list(PRUNERS), default="median", help="stop poor trials early (default: median)")
+    p.add_argument("--pruner", choices=list(PRUNERS), default="halving",
+                   help="stop poor trials early (default: halving, asynchronous successive halving)")
     p.add_argument("--timeout", type=positive_int, default=None, help="start no trial after this many seconds")
     p.add_argument("--seed", type=int, default=0, help="the sampler's seed")
     p.add_argument("--arch", choices=["cube", "linear", "mlp", "resmlp"], default=None,

@@ -6,7 +6,7 @@ Which values search (any other "auto" still means the setting's default):
     architecture.grid / channels / steps / hidden "auto"  a few sizes each (AUTO_CHOICES)
     hyperparameters.learning_rate "auto"                1e-4 .. 3e-3, log scale
 
-The search runs on the job's worker: Optuna (TPE, median pruner) over at most `n_trials` short trials
+The search runs on the job's worker: Optuna (TPE, successive-halving pruner) over at most `n_trials` short trials
 (AUTO_TRIAL_EPOCHS epochs each, on the training split, scored on validation), stopped by a time
 budget. Its study lives in the service's database under the job's id, so an attempt that resumes a
 job after its worker died continues the search instead of starting it again. The chosen settings
@@ -78,8 +78,7 @@ def search(settings: Settings, job, data, base, *, should_stop: Callable[[], boo
     space = parse_space(job.auto_search)
     objective = "val_recall_at_10" if base.train.monitor == "recall_at_10" else "val_mrr"
     study = optuna.create_study(study_name=f"auto-{job.id}", storage=storage(settings), load_if_exists=True,
-                                direction="maximize", pruner=make_pruner({"kind": "median", "startup_trials": 2,
-                                                                          "warmup_epochs": 1}))
+                                direction="maximize", pruner=make_pruner({"kind": "halving"}))
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):  # a dead attempt's
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)
     study.sampler = optuna.samplers.TPESampler(seed=base.train.seed + len(study.trials))
