@@ -225,3 +225,30 @@ def test_cancel_from_the_job_page_and_filter_the_list(live, page):
     page.wait_for_selector(f"tr[data-job='{slow}']")
     assert [r.get_attribute("data-job") for r in page.query_selector_all("tr[data-job]")] == [slow]
     assert page.url.endswith("#/jobs?status=cancelled")
+
+
+def test_a_sweep_page_shows_its_trials_and_their_scatter_as_it_runs(live, page):
+    svc, base = live
+    key = svc.client.headers["Authorization"].removeprefix("Bearer ")
+    ds = svc.upload(nonlinear_pairs(n=400, d_in=16, d_out=16))
+    r = svc.client.post("/v1/sweeps", json={
+        "dataset_id": ds, "model": "swept", "architecture": {"kind": "cube", "grid": [2, 2, 2], "hidden": 8},
+        "search_space": {"channels": [2, 4], "learning_rate": {"low": 3e-3, "high": 3e-2, "log": True}},
+        "n_trials": 3, "max_parallel": 1, "pruner": {"kind": "none"},
+        "hyperparameters": {"n_epochs": 3, "early_stopping_patience": 0, "tuning_budget": 1}})
+    assert r.status_code == 202, r.text
+    sweep_id = r.json()["id"]
+
+    page.goto(f"{base}/ui#/sweeps")
+    page.wait_for_selector("#key-dialog[open]")
+    page.fill("#key-input", key)
+    page.click("#key-form button[type=submit]")
+    page.click(f"tr[data-sweep='{sweep_id}'] a")
+    page.wait_for_selector(".summary[data-status=running]")
+    # The page reloads itself while the sweep runs: trials and their points appear without a reload here.
+    wait_for(lambda: points(page) >= 1, WAIT_S, "the first trial's point", interval=0.2)
+    page.wait_for_selector(".summary[data-status=succeeded]", timeout=3 * WAIT_MS)
+    assert points(page) == 3 and len(page.query_selector_all("tr[data-trial]")) == 3
+    best = svc.client.get(f"/v1/sweeps/{sweep_id}").json()["best"]["number"]
+    assert page.text_content(f"tr[data-trial='{best}'] td:first-child").endswith("★")
+    assert page.query_selector("text=Final job") is not None

@@ -1,5 +1,5 @@
 // The dashboard's entry point: routes on the URL fragment (#/jobs, #/jobs/{id}, #/models/{name},
-// #/models/{name}/versions/{n}, #/datasets), asks for the API key when the API answers 401, and
+// #/models/{name}/versions/{n}, #/datasets, #/sweeps, #/sweeps/{id}), asks for the API key when the API answers 401, and
 // stops the previous page's live stream when the page changes.
 
 import {forgetKey, getKey, setKey, whenUnauthorized} from "./api.js";
@@ -8,9 +8,9 @@ import {datasetsPage} from "./pages/datasets.js";
 import {jobPage} from "./pages/job.js";
 import {jobsPage} from "./pages/jobs.js";
 import {modelPage, modelsPage, versionPage} from "./pages/models.js";
+import {sweepPage, sweepsPage} from "./pages/sweeps.js";
 
-// [pattern, section for the nav, page]. A new section (sweeps, once the API has them) is one line here
-// plus its page module and nav link.
+// [pattern, section for the nav, page]. A new section is one line here plus its page module and nav link.
 const ROUTES = [
   [/^\/jobs\/([^/]+)$/, ["id"], "jobs", jobPage],
   [/^\/jobs$/, [], "jobs", jobsPage],
@@ -18,6 +18,8 @@ const ROUTES = [
   [/^\/models\/([^/]+)$/, ["name"], "models", modelPage],
   [/^\/models$/, [], "models", modelsPage],
   [/^\/datasets$/, [], "datasets", datasetsPage],
+  [/^\/sweeps\/([^/]+)$/, ["id"], "sweeps", sweepPage],
+  [/^\/sweeps$/, [], "sweeps", sweepsPage],
 ];
 
 const main = document.getElementById("main");

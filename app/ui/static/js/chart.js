@@ -1,4 +1,4 @@
-// A small SVG line chart: per-epoch curves, redrawn whole on every new point (a few hundred points
+// A small SVG line chart: per-epoch curves (or a scatter of points), redrawn whole on every new point (a few hundred points
 // at most, so redrawing is cheaper to reason about than patching). No library, nothing to download.
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -16,8 +16,11 @@ function svg(tag, attrs = {}, text) {
 const label = (v) => (Math.abs(v) >= 1000 ? v.toExponential(1) : Number(v.toPrecision(3)).toString());
 
 export class LineChart {
-  /** series: [{key, name}] — the keys of the points this chart draws. */
-  constructor(title, series) {
+  /** series: [{key, name}] — the keys of the points this chart draws. `x` names the horizontal axis;
+   *  `lines: false` draws the points alone (a scatter, e.g. one point per sweep trial). */
+  constructor(title, series, {x = "epoch", lines = true} = {}) {
+    this.x = x;
+    this.lines = lines;
     this.series = series.map((s, i) => ({...s, color: COLORS[i % COLORS.length], points: new Map()}));
     this.node = document.createElement("figure");
     this.node.className = "chart";
@@ -67,13 +70,13 @@ export class LineChart {
     this.axes(Math.min(...xs), Math.max(...xs), y0, y1, sx, sy);
     for (const s of this.series) {
       const pts = [...s.points].sort((a, b) => a[0] - b[0]);
-      if (pts.length > 1) {
+      if (this.lines && pts.length > 1) {
         const d = pts.map(([x, y], i) => `${i ? "L" : "M"}${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join("");
         this.svg.append(svg("path", {d, fill: "none", stroke: s.color, "stroke-width": 2}));
       }
       for (const [x, y] of pts) {
         const dot = svg("circle", {cx: sx(x).toFixed(1), cy: sy(y).toFixed(1), r: 3, fill: s.color, class: "point"});
-        dot.append(svg("title", {}, `${s.name}, epoch ${x}: ${label(y)}`));
+        dot.append(svg("title", {}, `${s.name}, ${this.x} ${x}: ${label(y)}`));
         this.svg.append(dot);
       }
     }
@@ -87,8 +90,8 @@ export class LineChart {
       this.svg.append(svg("text", {x: PAD.left - 4, y: sy(y) + 4, "text-anchor": "end", class: "tick"}, label(y)));
     }
     // The first label starts at the axis and the last ends at the edge, so neither is cut off.
-    this.svg.append(svg("text", {x: sx(x0), y: H - 8, "text-anchor": "start", class: "tick"}, `epoch ${x0}`));
-    if (x1 !== x0) this.svg.append(svg("text", {x: sx(x1), y: H - 8, "text-anchor": "end", class: "tick"}, `epoch ${x1}`));
+    this.svg.append(svg("text", {x: sx(x0), y: H - 8, "text-anchor": "start", class: "tick"}, `${this.x} ${x0}`));
+    if (x1 !== x0) this.svg.append(svg("text", {x: sx(x1), y: H - 8, "text-anchor": "end", class: "tick"}, `${this.x} ${x1}`));
   }
 }
 
