@@ -21,7 +21,7 @@ from app.errors import Conflict, InvalidContent, InvalidRequest, NotFound, NotRe
 from app.ids import is_id, new_id
 from app.jobs import lifecycle, states
 from app.jobs.states import DatasetStatus
-from app.models import Dataset, TrainingJob, TransformJob
+from app.models import Dataset, Sweep, TrainingJob, TransformJob
 from app.queue import ENCODE_TASK
 from app.safe_input import check_json, check_text
 from app.services.access import EVERYONE, Access
@@ -212,7 +212,8 @@ def list_datasets(session: Session, after: str | None, limit: int, access: Acces
 
 
 def delete_dataset(session: Session, storage: Storage, dataset: Dataset) -> None:
-    """409 while an active job uses it; a dataset that finished jobs point at keeps a tombstone row."""
+    """409 while an active job or a running sweep uses it; a dataset that finished jobs or sweeps point
+    at keeps a tombstone row."""
     if dataset.status == DatasetStatus.VALIDATING:  # the worker is encoding it: deleting now would strand its result
         raise Conflict(f"dataset {dataset.id} is being encoded; delete it once it is ready or failed",
                        code="dataset_in_use")
@@ -222,7 +223,10 @@ def delete_dataset(session: Session, storage: Storage, dataset: Dataset) -> None
     transforms = list(session.scalars(select(TransformJob.status).where(TransformJob.dataset_id == dataset.id)))
     if any(s in states.ACTIVE for s in transforms):
         raise Conflict(f"dataset {dataset.id} is read by an active transform job", code="dataset_in_use")
-    jobs += transforms
+    sweeps = list(session.scalars(select(Sweep.status).where(Sweep.dataset_id == dataset.id)))
+    if "running" in sweeps:  # between two trials no job may be active, yet the next one needs the data
+        raise Conflict(f"dataset {dataset.id} is searched by a running sweep", code="dataset_in_use")
+    jobs += transforms + sweeps
     if jobs:
         lifecycle.retire_dataset(dataset)
     else:

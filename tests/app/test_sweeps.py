@@ -145,3 +145,14 @@ def test_cancelling_a_sweep_cancels_its_queued_trials(client, settings, dataset)
     after = c.get(f"/v1/sweeps/{sweep['id']}").json()
     assert after["status"] == "cancelled" and after["final_job_id"] is None and after["trials_created"] == 2
     assert c.get("/v1/models/swept").status_code == 404
+
+
+def test_a_dataset_a_running_sweep_searches_cannot_be_deleted(client, settings, dataset):
+    c, recorder = client
+    sweep = create(c, dataset).json()
+    for job in c.get("/v1/training-jobs", params={"metadata[sweep_id]": sweep["id"]}).json()["data"]:
+        c.post(f"/v1/training-jobs/{job['id']}/cancel")  # no job active: the sweep still needs the data
+    r = c.delete(f"/v1/datasets/{dataset}")
+    assert r.status_code == 409 and "running sweep" in r.json()["error"]["message"], r.text
+    c.post(f"/v1/sweeps/{sweep['id']}/cancel")
+    assert c.delete(f"/v1/datasets/{dataset}").status_code == 200
