@@ -3,6 +3,7 @@
     python bench/sweep.py pruning [--data chitchat|synthetic] [--trials 12] [--epochs 8] [--train-pairs N]
                                   [--pruners median halving]
     python bench/sweep.py workers [--trials 4] [--epochs 6]
+    python bench/sweep.py quality --data chitchat [--hours 2] [--seeds 3] [--epochs 8]
 
 pruning: the same search (space below, the same sampler seed) run in this process without pruning
 and with each pruner (median, successive halving, at their defaults); prints each run's best
@@ -12,6 +13,13 @@ workers: a sweep on the embedded service (SQLite, the SQL broker, `cube worker` 
 torch thread each, so two workers use the two cores without fighting) with `max_parallel=2`, once
 with one worker and once with two; prints the wall time from POST to the registered version and
 each trial's start and end, which show whether trials overlapped.
+
+quality: does a search find a better cube? A search of at most `--hours` (successive halving, the
+space QUALITY_SPACE) on the training split, scored on validation; then the chosen cube and the
+default cube, each with the same learning-rate budget chosen on validation (cube.tuning, 3 rates
+around its own), trained with `--seeds` seeds and judged once on the test split. Prints R@10 and
+MRR with 95% intervals and whether the chosen cube's R@10 is above the default's outside both
+intervals.
 
 Data: chitchat question -> reply pairs encoded by minilm (bench/quality.py's loader and split), or
 synthetic 64d pairs with a known nonlinear map (`--data synthetic`, minutes instead of hours).
@@ -40,6 +48,18 @@ SPACE = {
 }
 
 
+# The quality search: the cube's shape and learning settings (the default cube is one of its points).
+QUALITY_SPACE = {
+    "grid": [[4, 4, 4], [4, 4, 6], [6, 6, 6]],
+    "channels": [8, 16, 32],
+    "steps": {"low": 2, "high": 8, "step": 2},
+    "hidden": [16, 32, 64],
+    "learning_rate": {"low": 1e-4, "high": 3e-3, "log": True},
+    "temperature": {"low": 0.02, "high": 0.1, "log": True},
+    "weight_decay": {"low": 1e-6, "high": 1e-2, "log": True},
+}
+
+
 def load(which: str, train_pairs: int) -> PairData:
     if which == "synthetic":
         from cube.synthetic import nonlinear_pairs
@@ -56,8 +76,9 @@ def load(which: str, train_pairs: int) -> PairData:
     return data
 
 
-def search(data: PairData, trials: int, epochs: int, pruner: str, seed: int) -> dict:
-    """One in-process search; returns its best validation score, epochs trained and wall time."""
+def search(data: PairData, trials: int | None, epochs: int, pruner: str, seed: int, space: dict = SPACE,
+           timeout: float | None = None) -> dict:
+    """One in-process search; returns its best validation score and point, epochs trained and wall time."""
     import optuna
 
     from cube.search_space import parse_space
@@ -66,7 +87,7 @@ def search(data: PairData, trials: int, epochs: int, pruner: str, seed: int) -> 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     base = RunConfig(train=TrainConfig(n_epochs=epochs, early_stopping_patience=0, tuning_budget=1, device="cpu"))
     split = split_pairs(data, base.split)
-    space = parse_space(SPACE)
+    space = parse_space(space)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
                                 pruner=make_pruner({"kind": pruner}))
     epochs_trained = 0
@@ -85,8 +106,9 @@ def search(data: PairData, trials: int, epochs: int, pruner: str, seed: int) -> 
         return float(result.best_score)
 
     t0 = time.perf_counter()
-    study.optimize(objective, n_trials=trials)
-    return {"best": study.best_value, "epochs": epochs_trained, "seconds": time.perf_counter() - t0,
+    study.optimize(objective, n_trials=trials, timeout=timeout)
+    return {"best": study.best_value, "point": study.best_trial.user_attrs["point"], "trials": len(study.trials),
+            "epochs": epochs_trained, "seconds": time.perf_counter() - t0,
             "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)}
 
 
@@ -146,18 +168,66 @@ def cmd_workers(args) -> None:
     print(f"\ntwo workers: {rows[0][1] / rows[1][1]:.2f}x the speed of one (CUBE_TORCH_THREADS=1 per worker)")
 
 
+def cmd_quality(args) -> None:
+    from dataclasses import replace
+
+    import torch
+
+    from cube.experiment import summarise
+    from cube.metrics import evaluate_predictions
+    from cube.models import build_model
+    from cube.sweep import final_config
+    from cube.trainer import fit, predict
+    from cube.tuning import tune
+
+    data = load(args.data, args.train_pairs)
+    found = search(data, None, args.epochs, "halving", args.seed, QUALITY_SPACE, timeout=args.hours * 3600)
+    print(f"search: {found['trials']} trials in {found['seconds'] / 60:.0f} min, best val MRR {found['best']:.4f}: "
+          f"{found['point']}", file=sys.stderr, flush=True)
+    base = RunConfig(train=TrainConfig(n_epochs=args.epochs, device="cpu"))  # tuning_budget 3, early stopping on
+    chosen = final_config(base, found["point"], "val_mrr")
+    split = split_pairs(data, base.split)
+    tr, va, te = data.subset(split.train), data.subset(split.val), data.subset(split.test)
+    target_mean = tr.target.astype(np.float64).mean(axis=0)
+    rows = {}
+    searched = {k: v for k, v in found["point"].items() if k != "learning_rate"}
+    for name, run, settings in (("default cube", base, "defaults"), ("chosen cube", chosen, searched)):
+        config = {"d_in": data.dim_in, "d_out": data.dim_out, **run.model}
+        tuned = tune(lambda: build_model("cube", config), (tr.input, tr.target), (va.input, va.target), run.train)
+        models = [tuned.model]
+        for i in range(1, args.seeds):
+            cfg = replace(tuned.cfg, seed=run.train.seed + i)
+            torch.manual_seed(cfg.seed)
+            model = build_model("cube", config)
+            fit(model, (tr.input, tr.target), (va.input, va.target), cfg)
+            models.append(model)
+        scores = [evaluate_predictions(predict(m, te.input), te.target, target_mean) for m in models]  # test: once each
+        rows[name] = (summarise(scores), tuned.cfg.learning_rate, settings)
+        print(f"{name}: learning rate {tuned.cfg.learning_rate:g}, {settings}", file=sys.stderr, flush=True)
+    print(f"| cube | settings | test R@10 (95% interval) | test MRR |\n|---|---|---|---|")
+    for name, ((mean, ci), lr, settings) in rows.items():
+        interval = f" ({ci['recall_at_10'][0]:.3f}-{ci['recall_at_10'][1]:.3f})" if ci else ""
+        print(f"| {name} | {settings}, lr {lr:g} | {mean['recall_at_10']:.3f}{interval} | {mean['mrr']:.3f} |")
+    (d_mean, d_ci), (c_mean, c_ci) = rows["default cube"][0], rows["chosen cube"][0]
+    apart = bool(d_ci and c_ci) and c_ci["recall_at_10"][0] > d_ci["recall_at_10"][1]
+    print(f"\nchosen - default R@10: {c_mean['recall_at_10'] - d_mean['recall_at_10']:+.3f}; "
+          f"{'outside' if apart else 'NOT outside'} both 95% intervals ({args.seeds} seeds each)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=["pruning", "workers"])
+    ap.add_argument("what", choices=["pruning", "workers", "quality"])
     ap.add_argument("--data", choices=["chitchat", "synthetic"], default="synthetic")
     ap.add_argument("--train-pairs", type=int, default=0, help="chitchat: about N training pairs (0: all)")
     ap.add_argument("--trials", type=int, default=12)
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--hours", type=float, default=2.0, help="quality: the search's time budget")
+    ap.add_argument("--seeds", type=int, default=3, help="quality: seeds of each cube on the test split")
     ap.add_argument("--pruners", nargs="+", choices=["median", "halving"], default=["median", "halving"],
                     help="pruning: the pruners run beside the unpruned search")
     args = ap.parse_args()
-    {"pruning": cmd_pruning, "workers": cmd_workers}[args.what](args)
+    {"pruning": cmd_pruning, "workers": cmd_workers, "quality": cmd_quality}[args.what](args)
 
 
 if __name__ == "__main__":
