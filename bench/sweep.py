@@ -218,7 +218,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("what", choices=["pruning", "workers", "quality"])
     ap.add_argument("--data", choices=["chitchat", "synthetic"], default="synthetic")
-    ap.add_argument("--train-pairs", type=int, default=0, help="chitchat: about N training pairs (0: all)")
+    ap.add_argument("--train-pairs", type=int, default=0,
+                    help="chitchat: a smaller set, about N pairs of bench/quality.py's training conversations plus all "
+                         "its validation and test conversations, then split again 80/10/10 by conversation (0: all)")
     ap.add_argument("--trials", type=int, default=12)
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
