@@ -82,7 +82,7 @@ def search(data: PairData, trials: int | None, epochs: int, pruner: str, seed: i
     import optuna
 
     from cube.search_space import parse_space
-    from cube.sweep import PruningReporter, draw, make_pruner, train_trial
+    from cube.sweep import make_objective, make_pruner, trial_row
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     base = RunConfig(train=TrainConfig(n_epochs=epochs, early_stopping_patience=0, tuning_budget=1, device="cpu"))
@@ -90,25 +90,17 @@ def search(data: PairData, trials: int | None, epochs: int, pruner: str, seed: i
     space = parse_space(space)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
                                 pruner=make_pruner({"kind": pruner}))
-    epochs_trained = 0
 
-    def objective(trial) -> float:
-        nonlocal epochs_trained
-        run = draw(trial, space, base, "val_mrr")
-        reporter = PruningReporter(trial, "mrr")
-        _, result = train_trial(data, split, run, callbacks=[reporter])
-        epochs_trained += result.epochs_run
-        print(f"  [{pruner}] trial {trial.number}: {'pruned' if reporter.pruned else 'complete'} after "
-              f"{result.epochs_run} epoch(s), best val MRR {result.best_score:.4f}; {trial.user_attrs['point']}",
-              file=sys.stderr, flush=True)
-        if reporter.pruned:
-            raise optuna.TrialPruned()
-        return float(result.best_score)
+    def show(study_, trial) -> None:
+        row = trial_row(trial)  # every epoch a trial ran was reported to the pruner: `epochs` counts them
+        print(f"  [{pruner}] trial {row['number']}: {row['state']} after {row['epochs']} epoch(s), "
+              f"best val MRR {max(trial.intermediate_values.values()):.4f}; {row['params']}", file=sys.stderr, flush=True)
 
     t0 = time.perf_counter()
-    study.optimize(objective, n_trials=trials, timeout=timeout)
+    study.optimize(make_objective(data, split, space, base, "val_mrr"), n_trials=trials, timeout=timeout,
+                   callbacks=[show])
     return {"best": study.best_value, "point": study.best_trial.user_attrs["point"], "trials": len(study.trials),
-            "epochs": epochs_trained, "seconds": time.perf_counter() - t0,
+            "epochs": sum(len(t.intermediate_values) for t in study.trials), "seconds": time.perf_counter() - t0,
             "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)}
 
 

@@ -127,6 +127,24 @@ def train_trial(data: PairData, split, run: RunConfig, *, callbacks: Iterable[An
     return model, result
 
 
+def make_objective(data: PairData, split, space: SearchSpace, base: RunConfig, objective: str,
+                   callbacks: Iterable[Any] = ()) -> Callable[[Any], float]:
+    """Optuna's objective for a search run in this process (`cube sweep`, a job's "auto", the
+    benches): draw the trial's settings, train them once (`train_trial`), report every epoch to the
+    pruner, and raise optuna.TrialPruned when it stops the trial. `callbacks` see every epoch too."""
+    def run(trial) -> float:
+        import optuna
+
+        trial_run = draw(trial, space, base, objective)
+        reporter = PruningReporter(trial, trial_run.train.monitor)
+        _, result = train_trial(data, split, trial_run, callbacks=[reporter, *callbacks])
+        if reporter.pruned:
+            raise optuna.TrialPruned()
+        return float(result.best_score)
+
+    return run
+
+
 def final_config(base: RunConfig, point: dict[str, Any], objective: str) -> RunConfig:
     """The chosen settings for the final experiment: the base's tuning budget again, so the chosen
     model's learning rate is re-checked on validation exactly as every baseline's is."""

@@ -16,8 +16,8 @@ from typing import Any
 from cube.commands import ProgressBar, UsageError, build_run_config, load_config_file, load_training_data, positive_int
 from cube.config import ConfigError
 from cube.search_space import SearchSpaceError, parse_space
-from cube.sweep import (OBJECTIVES, PRUNERS, PruningReporter, data_digest, draw, final_config, importances, make_pruner,
-                        train_trial, trial_row)
+from cube.sweep import (OBJECTIVES, PRUNERS, data_digest, final_config, importances, make_objective, make_pruner,
+                        trial_row)
 
 STUDY = "sweep"
 
@@ -42,7 +42,7 @@ def open_study(out: Path, space_json: dict[str, Any], digest: str, objective: st
         if differs:
             raise UsageError(f"{out} holds a sweep with another {', '.join(differs)}; use a new --out directory")
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
     return study
 
 
@@ -131,16 +131,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     table = TrialTable(study, args.objective)
 
-    def objective(trial) -> float:
-        run = draw(trial, space, base, args.objective)
-        reporter = PruningReporter(trial, run.train.monitor)
-        _, result = train_trial(data, split, run, callbacks=[reporter, table])
-        if reporter.pruned:
-            raise optuna.TrialPruned()
-        return float(result.best_score)
-
     with table:
-        study.optimize(objective, n_trials=remaining, timeout=args.timeout, catch=(ConfigError,),
+        study.optimize(make_objective(data, split, space, base, args.objective, callbacks=[table]), n_trials=remaining, timeout=args.timeout, catch=(ConfigError,),
                        callbacks=[table.on_trial_end])
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:

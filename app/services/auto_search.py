@@ -71,8 +71,7 @@ def search(settings: Settings, job, data, base, *, should_stop: Callable[[], boo
     from cube.pairs import split_pairs
     from cube.search_space import parse_space
     from app.services.sweeps import storage
-    from cube.sweep import (PruningReporter, draw, final_config, importances, make_pruner, train_trial,
-                            trial_row)
+    from cube.sweep import final_config, importances, make_objective, make_pruner, trial_row
     from cube.tuning import StopWhen
 
     space = parse_space(job.auto_search)
@@ -89,15 +88,13 @@ def search(settings: Settings, job, data, base, *, should_stop: Callable[[], boo
     split = split_pairs(data, base.split)
     short = replace(base, train=replace(base.train, n_epochs=min(base.train.n_epochs, AUTO_TRIAL_EPOCHS)))
 
+    run_trial = make_objective(data, split, space, short, objective, callbacks=[StopWhen(should_stop)])
+
     def objective_fn(trial) -> float:
-        run = draw(trial, space, short, objective)
-        reporter = PruningReporter(trial, run.train.monitor)
-        _, result = train_trial(data, split, run, callbacks=[reporter, StopWhen(should_stop)])
-        if should_stop():
+        value = run_trial(trial)
+        if should_stop():  # the trial stopped at a cancel request: the job ends, not just the trial
             raise ExperimentCancelled(0)
-        if reporter.pruned:
-            raise optuna.TrialPruned()
-        return float(result.best_score)
+        return value
 
     def tell_user(study_, trial) -> None:
         row = trial_row(trial)

@@ -84,18 +84,20 @@ def optuna_trial(settings: Settings, job: TrainingJob, sweep: Sweep):
     """The Optuna trial a trial job runs (to report epochs to the pruner)."""
     import optuna
 
-    study = load_study(settings, sweep)
-    trial_id = storage(settings).get_trial_id_from_study_id_trial_number(study._study_id, job.trial_number)
-    return optuna.trial.Trial(study, trial_id)
+    rdb = storage(settings)
+    trial_id = rdb.get_trial_id_from_study_id_trial_number(rdb.get_study_id_from_name(sweep.id), job.trial_number)
+    return optuna.trial.Trial(load_study(settings, sweep), trial_id)
 
 
 def tell(settings: Settings, sweep: Sweep, number: int, *, value: float | None = None, state: str = "complete") -> bool:
     """Finish trial `number` (complete with a value, pruned, or failed) unless it already is."""
+    return _finish(load_study(settings, sweep), number, value=value, state=state)
+
+
+def _finish(study, number: int, *, value: float | None = None, state: str = "complete") -> bool:
     import optuna
 
-    study = load_study(settings, sweep)
-    trial = study.get_trials(deepcopy=False)[number]
-    if trial.state.is_finished():
+    if study.get_trials(deepcopy=False)[number].state.is_finished():
         return False
     states_ = {"complete": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED,
                "fail": optuna.trial.TrialState.FAIL}
@@ -110,7 +112,7 @@ def create_sweep(session: Session, settings: Settings, enqueue: Enqueue, body, a
 
     from cube.config import ConfigError
     from cube.search_space import SearchSpaceError, check_size, parse_space
-    from cube.sweep import check_objective, make_pruner
+    from cube.sweep import make_pruner
 
     dataset = get_dataset(session, body.dataset_id, access=access)
     if dataset.status != DatasetStatus.READY:  # trials are queued at once: the data must be there
@@ -121,12 +123,10 @@ def create_sweep(session: Session, settings: Settings, enqueue: Enqueue, body, a
     except SearchSpaceError as exc:
         raise InvalidContent(exc.message, param=f"search_space.{exc.key}" if exc.key else "search_space",
                              code="invalid_search_space") from None
-    try:
-        check_objective(body.objective)
+    try:  # the objective is one of the schema's; the pruner's own options are checked here
         make_pruner(body.pruner_settings)
     except ConfigError as exc:
-        param = "objective" if "objective" in str(exc) else "pruner"
-        raise InvalidContent(str(exc), param=param, code="invalid_sweep") from None
+        raise InvalidContent(str(exc), param="pruner", code="invalid_sweep") from None
     shape = body.architecture.model_extra or {}
     hyper = resolve_hyperparameters(body.hyperparameters, dataset.num_pairs)
     check_architecture(body.architecture.kind, shape, dataset, body.mode, batch_size=hyper["batch_size"])
@@ -217,7 +217,8 @@ def _advance(settings: Settings, sweep_id: str) -> list[TrainingJob]:
             return []
         sweep_jobs = list(session.scalars(select(TrainingJob).where(TrainingJob.sweep_id == sweep.id)))
         trials = [j for j in sweep_jobs if j.sweep_role == "trial"]
-        _reconcile(settings, session, sweep, trials)
+        study = load_study(settings, sweep)  # once: every step below reads or writes the same study
+        _reconcile(session, sweep, study, trials)
         final = next((j for j in sweep_jobs if j.sweep_role == "final"), None)
         if final is not None:
             if final.status in states.TERMINAL:
@@ -228,37 +229,36 @@ def _advance(settings: Settings, sweep_id: str) -> list[TrainingJob]:
                        and time.time() > sweep.created_at + sweep.time_budget_seconds)
         wanted = 0 if out_of_time else min(sweep.n_trials - sweep.trials_created, sweep.max_parallel - len(running))
         if wanted > 0:
-            to_send = _ask(settings, session, sweep, wanted)
+            to_send = _ask(session, sweep, study, wanted)
         elif not running:
             if out_of_time and sweep.trials_created < sweep.n_trials:
                 add_event(session, sweep.id, f"time budget of {sweep.time_budget_seconds:g} s spent after "
                                              f"{sweep.trials_created} trial(s)")
-            to_send = _choose(settings, session, sweep)
+            to_send = _choose(session, sweep, study, trials)
     return to_send
 
 
-def _reconcile(settings: Settings, session: Session, sweep: Sweep, trials: list[TrainingJob]) -> None:
+def _reconcile(session: Session, sweep: Sweep, study, trials: list[TrainingJob]) -> None:
     """A trial whose job ended without a result (failed, cancelled before it ran, given up) is failed
     in the study, so the study never waits on a job that will not report; so is a trial asked by an
     `advance` that died before its job was committed."""
     for job in trials:
-        if job.status in (states.FAILED, states.CANCELLED) and tell(settings, sweep, job.trial_number, state="fail"):
+        if job.status in (states.FAILED, states.CANCELLED) and _finish(study, job.trial_number, state="fail"):
             add_event(session, sweep.id, f"trial {job.trial_number} ({job.id}) {job.status}: "
                                          f"{job.error_message or 'no result'}", level="warning")
     numbers = {job.trial_number for job in trials}
-    for t in load_study(settings, sweep).get_trials(deepcopy=False):
-        if not t.state.is_finished() and t.number not in numbers and tell(settings, sweep, t.number, state="fail"):
+    for t in study.get_trials(deepcopy=False):
+        if not t.state.is_finished() and t.number not in numbers and _finish(study, t.number, state="fail"):
             add_event(session, sweep.id, f"trial {t.number} had no job (its advance stopped); failed", level="warning")
 
 
-def _ask(settings: Settings, session: Session, sweep: Sweep, n: int) -> list[TrainingJob]:
+def _ask(session: Session, sweep: Sweep, study, n: int) -> list[TrainingJob]:
     import optuna
 
     from cube.config import ConfigError
     from cube.search_space import parse_space
     from cube.sweep import draw
 
-    study = load_study(settings, sweep)
     space, base = parse_space(sweep.search_space), base_run(sweep)
     # Every ask before any write of ours: on SQLite a write here would hold the file's lock, and
     # Optuna's own connection would wait on it.
@@ -282,13 +282,12 @@ def _ask(settings: Settings, session: Session, sweep: Sweep, n: int) -> list[Tra
     return created
 
 
-def _choose(settings: Settings, session: Session, sweep: Sweep) -> list[TrainingJob]:
+def _choose(session: Session, sweep: Sweep, study, trials: list[TrainingJob]) -> list[TrainingJob]:
     """Every trial has ended: queue the final job with the best trial's settings, or fail the sweep."""
     import optuna
 
     from cube.sweep import final_config, importances
 
-    study = load_study(settings, sweep)
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
         _end(session, sweep, FAILED, code="no_trial_completed",
@@ -296,8 +295,7 @@ def _choose(settings: Settings, session: Session, sweep: Sweep) -> list[Training
         return []
     best = study.best_trial
     point = best.user_attrs["point"]
-    job_of = {j.trial_number: j.id for j in session.scalars(select(TrainingJob).where(
-        TrainingJob.sweep_id == sweep.id, TrainingJob.sweep_role == "trial"))}
+    job_of = {j.trial_number: j.id for j in trials}
     sweep.best = {"number": best.number, "params": point, "value": best.value, "job_id": job_of.get(best.number)}
     sweep.importance = importances(study)
     final = _job(sweep, final_config(base_run(sweep), point, sweep.objective), "final", None, states.QUEUED)
