@@ -176,20 +176,26 @@ def list_jobs(session: Session, after: str | None, limit: int, status: str | Non
               metadata: dict[str, str] | None = None) -> tuple[list[TrainingJob], bool]:
     """Newest first; every filter given must hold. `metadata` maps a key to the text its value must
     have (a string value itself; a number or boolean as its JSON text)."""
-    if status is not None and status not in states.STATES:
-        raise InvalidRequest(f"status must be one of {', '.join(states.STATES)}", param="status")
-    check_cursor(after, "job")
-    query = select(TrainingJob).where(access.where(TrainingJob.owner_key_id)).order_by(TrainingJob.id.desc()).limit(limit + 1)
-    if after:
-        query = query.where(TrainingJob.id < after)
-    if status:
-        query = query.where(TrainingJob.status == status)
+    filters = [metadata_text(key) == value for key, value in (metadata or {}).items()]
     if model is not None:
-        query = query.where(TrainingJob.model_name == model)
+        filters.append(TrainingJob.model_name == model)
     if dataset_id is not None:
-        query = query.where(TrainingJob.dataset_id == dataset_id)
-    for key, value in (metadata or {}).items():
-        query = query.where(metadata_text(key) == value)
+        filters.append(TrainingJob.dataset_id == dataset_id)
+    return newest_first(session, TrainingJob, "job", after, limit, access, status, states.STATES, *filters)
+
+
+def newest_first(session: Session, table: type, kind: str, after: str | None, limit: int, access: Access,
+                 status: str | None, statuses: tuple[str, ...], *filters: Any) -> tuple[list, bool]:
+    """A page of an owned table's rows (jobs, transform jobs, sweeps), newest first, after the cursor
+    `after` (an id of that `kind`), with the given status if any and every filter; and whether more follow."""
+    if status is not None and status not in statuses:
+        raise InvalidRequest(f"status must be one of {', '.join(statuses)}", param="status")
+    check_cursor(after, kind)
+    query = select(table).where(access.where(table.owner_key_id), *filters).order_by(table.id.desc()).limit(limit + 1)
+    if after:
+        query = query.where(table.id < after)
+    if status:
+        query = query.where(table.status == status)
     rows = list(session.scalars(query))
     return rows[:limit], len(rows) > limit
 

@@ -40,8 +40,8 @@ from app.models import Sweep, SweepEvent, TrainingJob
 from app.services.access import EVERYONE, Access
 from app.services.datasets import get_dataset
 from app.services import jobs
-from app.services.jobs import (check_architecture, check_cursor, default_model_name, resolve_hyperparameters,
-                               resolve_split, within_caps)
+from app.services.jobs import (check_architecture, default_model_name, resolve_hyperparameters, resolve_split,
+                               within_caps)
 from app.services.registry import check_model_name
 from app.settings import Settings
 
@@ -349,18 +349,7 @@ def get_sweep(session: Session, sweep_id: str, access: Access = EVERYONE) -> Swe
 
 def list_sweeps(session: Session, after: str | None, limit: int, status: str | None,
                 access: Access = EVERYONE) -> tuple[list[Sweep], bool]:
-    from app.errors import InvalidRequest
-
-    if status is not None and status not in SWEEP_STATES:
-        raise InvalidRequest(f"status must be one of {', '.join(SWEEP_STATES)}", param="status")
-    check_cursor(after, "sweep")
-    query = select(Sweep).where(access.where(Sweep.owner_key_id)).order_by(Sweep.id.desc()).limit(limit + 1)
-    if after:
-        query = query.where(Sweep.id < after)
-    if status:
-        query = query.where(Sweep.status == status)
-    rows = list(session.scalars(query))
-    return rows[:limit], len(rows) > limit
+    return jobs.newest_first(session, Sweep, "sweep", after, limit, access, status, SWEEP_STATES)
 
 
 def trials(settings: Settings, session: Session, sweep: Sweep) -> list[dict[str, Any]]:

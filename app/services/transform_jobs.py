@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from typing import IO, Any, Callable
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, InvalidContent, InvalidRequest, NotFound, NotReady
@@ -126,17 +125,7 @@ def get_job(session: Session, job_id: str, access: Access = EVERYONE) -> Transfo
 
 def list_jobs(session: Session, after: str | None, limit: int, status: str | None,
               access: Access = EVERYONE) -> tuple[list[TransformJob], bool]:
-    if status is not None and status not in states.STATES:
-        raise InvalidRequest(f"status must be one of {', '.join(states.STATES)}", param="status")
-    jobs.check_cursor(after, "transform_job")
-    query = (select(TransformJob).where(access.where(TransformJob.owner_key_id)).order_by(TransformJob.id.desc())
-             .limit(limit + 1))
-    if after:
-        query = query.where(TransformJob.id < after)
-    if status:
-        query = query.where(TransformJob.status == status)
-    rows = list(session.scalars(query))
-    return rows[:limit], len(rows) > limit
+    return jobs.newest_first(session, TransformJob, "transform_job", after, limit, access, status, states.STATES)
 
 
 def cancel_job(session: Session, job: TransformJob) -> TransformJob:
