@@ -10,8 +10,8 @@ The search runs on the job's worker: Optuna (TPE, successive-halving pruner) ove
 (AUTO_TRIAL_EPOCHS epochs each, on the training split, scored on validation), stopped by a time
 budget. Its study lives in the service's database under the job's id, so an attempt that resumes a
 job after its worker died continues the search instead of starting it again. The chosen settings
-then run as the job's experiment (every baseline, the same tuning budget, the test split read once),
-and the report records the search.
+then run as the job's experiment (every baseline at the same learning rates, the test split read once;
+the baselines get no search of their own), and the report records the search.
 """
 from __future__ import annotations
 
