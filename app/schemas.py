@@ -576,11 +576,9 @@ class PrunerSpec(BaseModel):
     kind: Literal["none", "median", "halving"] = "halving"
 
 
-class SweepCreate(BaseModel):
-    """A hyperparameter search over `search_space`; the base settings are a training job's."""
-    model_config = ConfigDict(extra="forbid")
-    dataset_id: str
-    mode: Literal["dialogue", "autoencoder", "translation"] = "dialogue"
+class SweepCreate(TrainingJobCreate):
+    """A hyperparameter search over `search_space`. Its base settings are a training job's (the
+    space overrides them); the final job, with the chosen settings, registers the version."""
     search_space: dict[str, Any] = Field(description=(
         "setting -> a list of choices, a range {low, high[, log][, step]}, or one value; e.g. "
         '{"channels": [8, 16], "steps": {"low": 2, "high": 8, "step": 2}, '
@@ -591,23 +589,8 @@ class SweepCreate(BaseModel):
     pruner: PrunerSpec = Field(default_factory=PrunerSpec)
     time_budget_seconds: float | None = Field(None, gt=0, le=30 * 86400, allow_inf_nan=False,
                                               description="no trial starts after this many seconds")
-    architecture: Architecture = Field(default_factory=Architecture, description="the base architecture; the space overrides it")
-    hyperparameters: dict[str, Any] = Field(default_factory=dict, description=HYPERPARAMETERS_DOC)
-    validation: Validation = Field(default_factory=Validation)
-    seed: int = Field(0, ge=0, lt=2**31)
-    device: Literal["cpu", "cuda"] = "cpu"
-    model: str | None = Field(None, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    metadata: dict[str, Any] | None = None
-    promotion: PromotionPolicy = Field(default_factory=PromotionPolicy)
-    description: Description | None = Field(None, description="Given to the model version the sweep registers")
-    tags: Tags | None = Field(None, description="Given to the model version the sweep registers")
 
-    _dataset_id = field_validator("dataset_id")(lambda v: check_text(v, "dataset_id"))
     _search_space = field_validator("search_space")(lambda v: check_json(v, "search_space", finite=False))
-    _hyperparameters = field_validator("hyperparameters")(lambda v: check_json(v, "hyperparameters", finite=False))
-    _metadata = field_validator("metadata")(lambda v: v if v is None else check_json(v, "metadata"))
-    _description = field_validator("description")(lambda v: v if v is None else check_text(v, "description"))
-    _tags = field_validator("tags")(check_tags)
 
     @property
     def pruner_settings(self) -> dict[str, Any]:
