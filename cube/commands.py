@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from cube.config import ConfigError, RunConfig, SplitConfig, TrainConfig
+from cube.config import MODES, ConfigError, RunConfig, SplitConfig, TrainConfig, check_mode
 
 
 class UsageError(Exception):
@@ -52,13 +52,13 @@ def load_config_file(path: str) -> dict[str, Any]:
         raise UsageError(f"config file {path} is not valid {'TOML' if p.suffix == '.toml' else 'JSON'}: {exc}") from None
 
 
-def build_run_config(arch: str | None, config_file: str | None, overrides: list[str]) -> RunConfig:
+def build_run_config(arch: str | None, config_file: str | None, overrides: list[str], mode: str | None = None) -> RunConfig:
     """Merge the config file and --set key=value overrides. Bare keys go to the section that has
     them (train, then split, else model); `model.x`, `train.x`, `split.x` are explicit."""
     raw: dict[str, Any] = load_config_file(config_file) if config_file else {}
-    unknown = set(raw) - {"arch", "model", "train", "split"}
+    unknown = set(raw) - {"arch", "mode", "model", "train", "split"}
     if unknown:
-        raise UsageError(f"config file: unknown section(s) {', '.join(sorted(unknown))}; known: arch, model, train, split")
+        raise UsageError(f"config file: unknown section(s) {', '.join(sorted(unknown))}; known: arch, mode, model, train, split")
     sections = {name: dict(raw.get(name, {})) for name in ("model", "train", "split")}
     train_keys = {f.name for f in fields(TrainConfig)}
     split_keys = {f.name for f in fields(SplitConfig)}
@@ -76,6 +76,7 @@ def build_run_config(arch: str | None, config_file: str | None, overrides: list[
     try:
         return RunConfig(
             arch=arch or raw.get("arch", "cube"),
+            mode=check_mode(mode or raw.get("mode", "dialogue")),
             model=sections["model"],
             train=TrainConfig.from_dict(sections["train"]),
             split=SplitConfig.from_dict(sections["split"]),
@@ -169,7 +170,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from cube.pairs import concat_pairs
     from cube.report import collapse_warnings, text_table, tuning_text
 
-    run = build_run_config(args.arch, args.config, args.set or [])
+    run = build_run_config(args.arch, args.config, args.set or [], mode=args.mode)
     data = concat_pairs([load_training_data(path, args) for path in args.data])
     if len(args.data) > 1:
         counts = np.bincount(data.source, minlength=len(args.data))
@@ -284,7 +285,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_teacher_options(p)
     p.add_argument("--out", required=True, help="output directory (model/, report.json, report.md, training.png)")
     p.add_argument("--arch", choices=["cube", "linear", "mlp", "resmlp"], default=None, help="default: cube")
-    p.add_argument("--config", help="JSON or TOML file with sections arch, model, train, split")
+    p.add_argument("--mode", choices=MODES, default=None,
+                   help="what the pairs mean: dialogue (input -> its reply), autoencoder, translation (default: dialogue)")
+    p.add_argument("--config", help="JSON or TOML file with sections arch, mode, model, train, split")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting (repeatable)")
     p.add_argument("--seeds", type=positive_int, default=1, help="train every trainable method with N seeds (mean and 95%% interval)")
     p.set_defaults(func=cmd_train)

@@ -231,9 +231,21 @@ class SplitConfig:
 
 @dataclass
 class RunConfig:
-    """Everything `cube train` needs besides the data: the model, training and split sections."""
+    """Everything `cube train` needs besides the data: the mode, the model, training and split sections.
+
+    `mode` says what the pairs mean: dialogue (an input and the reply it should find), autoencoder
+    (a vector and itself, through a bottleneck), translation (one item in two teachers' spaces)."""
 
     arch: Literal["cube", "linear", "mlp", "resmlp"] = "cube"
+    mode: Literal["dialogue", "autoencoder", "translation"] = "dialogue"
     model: dict[str, Any] = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
+
+
+MODES = ("dialogue", "autoencoder", "translation")
+
+
+def check_mode(mode: str) -> str:
+    _choice("mode", mode, MODES)
+    return mode

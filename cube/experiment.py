@@ -166,6 +166,7 @@ def run_experiment(
         "n": {"train": len(tr), "val": len(va), "test": len(te)},
         "data": data_summary(data, tr, run),
         "main": run.arch,
+        "mode": run.mode,
         "seeds": seeds,
         "tuning": {"budget": run.train.tuning_budget, "learning_rates": learning_rate_grid(run.train),
                    "monitor": run.train.monitor, "chosen": tuning},

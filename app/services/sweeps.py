@@ -166,7 +166,7 @@ def base_run(sweep: Sweep):
     from cube.config import RunConfig, SplitConfig, TrainConfig
 
     split = {k: v for k, v in sweep.base["split"].items() if k != "split_by"}
-    return RunConfig(arch=sweep.base["arch"], model=dict(sweep.base["model"]),
+    return RunConfig(arch=sweep.base["arch"], mode=sweep.mode, model=dict(sweep.base["model"]),
                      train=TrainConfig.from_dict(dict(sweep.base["hyperparameters"])), split=SplitConfig.from_dict(split))
 
 

@@ -127,7 +127,7 @@ def run_config(job: TrainingJob):
     from cube.config import RunConfig, SplitConfig, TrainConfig
 
     split = {k: v for k, v in job.split.items() if k != "split_by"}
-    return RunConfig(arch=job.arch, model=dict(job.model_config_), train=TrainConfig.from_dict(dict(job.hyperparameters)),
+    return RunConfig(arch=job.arch, mode=job.mode, model=dict(job.model_config_), train=TrainConfig.from_dict(dict(job.hyperparameters)),
                      split=SplitConfig.from_dict(split))
 
 

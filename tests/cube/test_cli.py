@@ -81,3 +81,10 @@ def test_the_console_entry_point_runs_a_command(tmp_path):
                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "wrote 50 synthetic pairs" in out.stdout and (tmp_path / "s.npz").is_file()
+
+
+def test_a_config_file_mode_that_does_not_exist_exits_2_naming_mode(tmp_path, cube):
+    save_pairs_npz(tmp_path / "p.npz", nonlinear_pairs(n=100, d_in=8, d_out=8))
+    (tmp_path / "run.toml").write_text('mode = "summarise"\n')
+    status, _, err = cube("train", "--data", "p.npz", "--out", "run", "--config", "run.toml")
+    assert status == 2 and "mode must be one of" in err and "summarise" in err
