@@ -172,6 +172,7 @@ def run_experiment(
                    "monitor": run.train.monitor, "chosen": tuning},
         "methods": methods,
         "intervals": intervals,
+        "runs": results,  # each method's metrics per seed, in seed order (paired comparisons)
         "collapse_alarm": {"threshold": COLLAPSE_SPREAD, "methods": collapsed(methods)},
         "info": info,
         "model": {"arch": run.arch, "config": model_config},

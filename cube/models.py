@@ -150,3 +150,11 @@ def flops_per_sample(model: nn.Module) -> int:
     if isinstance(model, CubeModel):
         return model.flops_per_sample()
     return 2 * sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, nn.Linear))
+
+
+def linear_path(model: nn.Module) -> nn.Linear | None:
+    """The learned linear map from input to output inside a model (the cube's skip, the linear map,
+    the MLP's skip, the residual MLP's projection), or None when it has none (an identity or no skip)."""
+    path = {CubeModel: lambda m: m.skip, LinearMap: lambda m: m.linear, MLPMap: lambda m: m.skip.linear,
+            ResidualMLP: lambda m: m.project}.get(type(model), lambda m: None)(model)
+    return path if isinstance(path, nn.Linear) else None

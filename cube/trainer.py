@@ -15,7 +15,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 import numpy as np
 import torch
@@ -139,13 +139,17 @@ def fit(
     fingerprint: str = "",
     difficulty: np.ndarray | None = None,
     sample_weights: np.ndarray | None = None,
+    loss_fn: Callable | None = None,
+    val_metrics: Callable[[np.ndarray, np.ndarray], dict[str, float]] | None = None,
 ) -> TrainResult:
     """Train `model` in place; on return it holds the best validation epoch's weights.
 
     `difficulty` (one number per training pair, higher = harder) orders a curriculum; without it a
     curriculum computes one from the pairs (see cube/curriculum.py). `sample_weights` (one
     non-negative number per training pair) makes an epoch draw pairs in proportion to them instead
-    of visiting each once.
+    of visiting each once. `loss_fn` (pred, target, negatives) replaces the loss `cfg.loss` names and
+    `val_metrics` (pred, target) -> metrics the retrieval metrics of the validation split: a model
+    with several read-out heads scores each head in its own space (cube/multiteacher.py).
 
     Resumes from `resume_from` (a checkpoint directory an earlier run reported) if given, else from
     the newest checkpoint in `checkpoint_dir` when `resume`. `fingerprint` names the run (config and
@@ -162,7 +166,7 @@ def fit(
         weights = torch.as_tensor(np.asarray(sample_weights, dtype=np.float64))
         if weights.shape != (len(x_tr),) or not torch.isfinite(weights).all() or (weights < 0).any() or weights.sum() <= 0:
             raise ValueError(f"sample_weights must be {len(x_tr)} non-negative numbers, not all zero")
-    loss_fn = make_loss(cfg.loss, cfg.temperature, cfg.triplet_margin)
+    loss_fn = loss_fn or make_loss(cfg.loss, cfg.temperature, cfg.triplet_margin)
     sampler = _negative_sampler(x_tr, y_tr, cfg, device)
     # A model may give its parameters per-group weight decay (the cube's io_weight_decay).
     params = model.param_groups(cfg.weight_decay) if hasattr(model, "param_groups") else model.parameters()
@@ -229,8 +233,8 @@ def fit(
         if not math.isfinite(train_loss):
             raise TrainingDiverged(f"the training loss became {train_loss} in epoch {state.epoch}; "
                                    "try a lower learning_rate or a grad_clip")
-        val_metrics = evaluate_split(model, x_va, y_va, loss_fn, device)
-        score = _score(val_metrics, cfg.monitor)
+        val_scores = evaluate_split(model, x_va, y_va, loss_fn, device, val_metrics)
+        score = _score(val_scores, cfg.monitor)
         improved = state.best_score is None or score > state.best_score
         if improved:
             state.best_score, state.best_epoch, state.bad_epochs = score, state.epoch, 0
@@ -238,13 +242,13 @@ def fit(
         else:
             state.bad_epochs += 1
         record = {"epoch": state.epoch, "step": state.step, "train_loss": train_loss,
-                  **{f"val_{k}": v for k, v in val_metrics.items()}}
+                  **{f"val_{k}": v for k, v in val_scores.items()}}
         state.history.append(record)
         state.rng_state = torch.get_rng_state().tolist()
         if device.type == "cuda":  # the fire-rate masks are drawn on the device there
             state.cuda_rng_state = [r.tolist() for r in torch.cuda.get_rng_state_all()]
         saved, removed = save_checkpoint(checkpoint_dir, model, optimizer, best_weights, state) if checkpoint_dir else (None, [])
-        report = EpochReport(state.epoch, cfg.n_epochs, state.step, total_steps, record["train_loss"], val_metrics,
+        report = EpochReport(state.epoch, cfg.n_epochs, state.step, total_steps, record["train_loss"], val_scores,
                              improved, time.perf_counter() - t0, first_epoch_after_resume, saved, tuple(removed))
         first_epoch_after_resume = None
         try:
@@ -264,9 +268,10 @@ def fit(
 
 
 @torch.no_grad()
-def evaluate_split(model: nn.Module, x: np.ndarray, y: np.ndarray, loss_fn, device) -> dict[str, float]:
+def evaluate_split(model: nn.Module, x: np.ndarray, y: np.ndarray, loss_fn, device,
+                   metrics: Callable[[np.ndarray, np.ndarray], dict[str, float]] | None = None) -> dict[str, float]:
     pred = predict(model, x, device=device)
     # Validation loss in batches the size of training's would need the batch size; use the whole
     # split once (InfoNCE over all validation targets: a harder but stable number).
     loss = float(loss_fn(torch.as_tensor(pred), torch.as_tensor(y)))
-    return {"loss": loss, **retrieval_metrics(pred, y)}
+    return {"loss": loss, **(metrics or retrieval_metrics)(pred, y)}

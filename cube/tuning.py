@@ -71,12 +71,14 @@ def tune(
     fingerprint: str = "",
     should_stop: Callable[[], bool] = lambda: False,
     log: Callable[[str], None] = lambda msg: None,
+    per_trial: Callable[[], dict[str, Any]] | None = None,
     **fit_kwargs: Any,
 ) -> Tuned:
     """Train `build()` at every learning rate of the grid (same seed) and keep the best on validation.
 
     The first run, at cfg.learning_rate, carries `callbacks`, `checkpoint_dir` and `resume_from` (the
-    progress a user watches, and resume); the others are asked `should_stop` after every epoch."""
+    progress a user watches, and resume); the others are asked `should_stop` after every epoch.
+    `per_trial()` gives each trial fresh keyword arguments for `fit` (state a run must not share)."""
     best: tuple[float, nn.Module, TrainResult, TrainConfig] | None = None
     trials = []
     for i, lr in enumerate(learning_rate_grid(cfg)):
@@ -86,7 +88,7 @@ def tune(
         t0 = time.perf_counter()
         result = fit(model, train, val, trial_cfg, callbacks=callbacks if i == 0 else [StopWhen(should_stop)],
                      checkpoint_dir=checkpoint_dir if i == 0 else None, resume_from=resume_from if i == 0 else None,
-                     fingerprint=fingerprint, **fit_kwargs)
+                     fingerprint=fingerprint, **fit_kwargs, **(per_trial() if per_trial else {}))
         score = result.best_score if result.best_score is not None else float("-inf")
         trials.append({"learning_rate": lr, "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
                        f"val_{cfg.monitor}": score, "seconds": round(time.perf_counter() - t0, 1)})

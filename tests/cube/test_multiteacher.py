@@ -1,0 +1,98 @@
+"""Multi-teacher distillation: each head learns and is judged in its own space only, the weights
+adapt from validation, and the experiment reports every space beside its single-teacher model."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from cube.artifacts import load_model
+from cube.config import ConfigError, RunConfig, TrainConfig
+from cube.distillation import MULTI, run_multi_teacher, start_from_identity
+from cube.losses import make_loss
+from cube.models import build_model
+from cube.multiteacher import HeadWeighting, head_named, make_heads
+from cube.pairs import PairData
+from cube.synthetic import nonlinear_pairs
+
+HEADS = make_heads([("a", 6), ("b", 10)])
+
+
+def test_each_head_gets_only_its_own_targets():
+    weighting = HeadWeighting(HEADS, make_loss("infonce"))
+    pred = torch.randn(32, 16, requires_grad=True)
+    target = torch.randn(32, 16)
+    weighting.loss(pred, target).backward()
+    grad_a = pred.grad[:, :6].clone()
+    other = target.clone()
+    other[:, 6:] = torch.randn(32, 10)  # new targets for head b only
+    pred.grad = None
+    weighting.loss(pred, other).backward()
+    assert torch.equal(pred.grad[:, :6], grad_a)  # head a's gradient never saw head b's targets
+    assert not torch.allclose(pred.grad[:, 6:], torch.zeros(32, 10))
+
+
+def test_metrics_score_each_space_apart_and_monitor_their_mean():
+    rng = np.random.default_rng(0)
+    target = rng.standard_normal((50, 16)).astype(np.float32)
+    pred = target.copy()
+    pred[:, 6:] = rng.standard_normal((50, 10))  # perfect in a, chance in b
+    scores = HeadWeighting(HEADS, make_loss("infonce")).metrics(pred, target)
+    assert scores["a_recall_at_1"] == 1.0 and scores["b_recall_at_1"] < 0.2
+    assert scores["mrr"] == pytest.approx((scores["a_mrr"] + scores["b_mrr"]) / 2)
+    assert scores["weight_a"] == scores["weight_b"] == 1.0
+
+
+def test_adaptive_weights_favour_the_head_whose_validation_loss_falls_slower():
+    weighting = HeadWeighting(HEADS, make_loss("mse"), mode="adaptive")
+    rng = np.random.default_rng(1)
+    target = rng.standard_normal((40, 16)).astype(np.float32)
+    first = np.zeros_like(target)
+    weighting.metrics(first, target)  # one epoch: nothing to compare yet
+    assert weighting.weights.tolist() == [1.0, 1.0]
+    second = first.copy()
+    second[:, :6] = target[:, :6]  # head a's loss falls to 0, head b's stays
+    weighting.metrics(second, target)
+    w = weighting.weights.tolist()
+    assert w[1] > w[0] and sum(w) == pytest.approx(2.0)
+
+
+def test_bad_heads_and_weights_are_refused_by_name():
+    with pytest.raises(ConfigError, match="at least two"):
+        make_heads([("a", 4)])
+    with pytest.raises(ConfigError, match="distinct"):
+        make_heads([("a", 4), ("a", 4)])
+    with pytest.raises(ConfigError, match="no head 'c'; this model has a, b"):
+        head_named(HEADS, "c")
+    with pytest.raises(ConfigError, match="2 positive numbers"):
+        HeadWeighting(HEADS, make_loss("mse"), weights=[1.0, 0.0])
+
+
+def test_the_input_space_head_starts_from_the_identity():
+    model = build_model("cube", {"d_in": 6, "d_out": 16, "grid": [2, 2, 2], "channels": 4, "steps": 1})
+    start_from_identity(model, HEADS, "a")
+    assert torch.equal(model.skip.weight[:6], torch.eye(6)) and torch.equal(model.skip.bias[:6], torch.zeros(6))
+    assert not torch.equal(model.skip.weight[6:], torch.zeros(10))
+
+
+def two_space_pairs(n=500):
+    """Space a is the input itself (6d); space b a nonlinear map of it (10d)."""
+    base = nonlinear_pairs(n=n, d_in=6, d_out=10, seed=3)
+    return PairData(base.input, np.concatenate([base.input, base.target], axis=1))
+
+
+def test_the_experiment_reports_each_space_beside_its_single_teacher_model(tmp_path):
+    run = RunConfig(arch="cube", model={"grid": [2, 2, 2], "channels": 4, "steps": 1, "hidden": 8},
+                    train=TrainConfig(n_epochs=2, batch_size=64, tuning_budget=1, device="cpu"))
+    report = run_multi_teacher(two_space_pairs(), HEADS, run, tmp_path, seeds=2, weighting="adaptive", input_space="a")
+    for name in ("a", "b"):
+        space = report["spaces"][name]
+        assert {MULTI, "cube", "ridge", "linear", "mlp", "resmlp", "mean"} <= set(space["methods"])
+        assert set(space["added"]) == {"recall_at_1", "recall_at_10", "mrr"} and "interval" in space["added"]["mrr"]
+    assert "identity" in report["spaces"]["a"]["methods"] and "identity" not in report["spaces"]["b"]["methods"]
+    assert {"val_weight_a", "val_weight_b", "val_a_mrr", "val_b_mrr"} <= set(report["history"][0])
+    assert "## a space (6d)" in (tmp_path / "report.md").read_text()
+    model, desc = load_model(tmp_path / "model")
+    assert desc["metadata"]["heads"] == {"a": [0, 6], "b": [6, 16]}
+    assert model(torch.zeros(3, 6)).shape == (3, 16)
+    assert json.loads((tmp_path / "spaces" / "b" / "report.json").read_text())["n"] == report["n"]
