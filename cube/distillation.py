@@ -20,7 +20,7 @@ import torch
 
 from cube.artifacts import save_model, write_json_atomic
 from cube.config import ConfigError, RunConfig
-from cube.experiment import MODEL_DEFAULTS, run_experiment, summarise, t95
+from cube.experiment import MODEL_DEFAULTS, ExperimentResult, run_experiment, summarise, t95
 from cube.metrics import evaluate_predictions
 from cube.models import build_model, flops_per_sample, linear_path, parameter_count
 from cube.multiteacher import Head, HeadWeighting, head_columns, weighting_for
@@ -64,15 +64,24 @@ def paired_difference(multi: list[dict[str, float]], single: list[dict[str, floa
 
 def run_multi_teacher(data: PairData, heads: list[Head], run: RunConfig, out_dir: str | Path, *, seeds: int = 1,
                       weighting: str = "fixed", weights: list[float] | None = None, input_space: str | None = None,
-                      log: Callable[[str], None] = lambda msg: None) -> dict[str, Any]:
+                      single: dict[str, dict[str, Any]] | None = None,
+                      log: Callable[[str], None] = lambda msg: None) -> ExperimentResult:
     """Train and judge the multi-head model; write model/, report.json and report.md in `out_dir`
-    (and each space's own experiment under spaces/<teacher>/). Returns the report."""
+    (and each space's own experiment under spaces/<teacher>/).
+
+    The first head is the model's default space: the report's top-level `methods` and `intervals`
+    are that space's table (what a promotion gate reads); `spaces` holds every space's.
+
+    `single` (teacher -> report of its own experiment, from an earlier call on the same data, run and
+    seeds) saves training the single-teacher models and baselines again, e.g. to compare weightings."""
     if data.dim_out != sum(h.dim for h in heads):
         raise ConfigError(f"the targets have {data.dim_out} columns but the heads need {sum(h.dim for h in heads)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    single: dict[str, dict[str, Any]] = {}
+    single = dict(single or {})
     for head in heads:
+        if head.name in single:
+            continue
         log(f"space {head.name} ({head.dim}d) alone: {run.arch} and every baseline")
         single[head.name] = run_experiment(space_data(data, head), run, out / "spaces" / head.name, seeds=seeds,
                                            log=log).report
@@ -115,8 +124,10 @@ def run_multi_teacher(data: PairData, heads: list[Head], run: RunConfig, out_dir
                              "added": paired_difference(multi_runs, alone["runs"][run.arch]),
                              "single": run.arch, "runs": {MULTI: multi_runs}}
     model, result = runs[0]
+    default = spaces[heads[0].name]
     report = {
         "mode": "multi_teacher", "main": MULTI, "arch": run.arch, "seeds": seeds,
+        "default_space": heads[0].name, "methods": default["methods"], "intervals": default["intervals"],
         "n": {"train": len(tr), "val": len(va), "test": len(te)},
         "input_space": input_space, "heads": [{"name": h.name, "dim": h.dim} for h in heads],
         "weighting": {"mode": weighting, "weights": weights or [1.0] * len(heads)},
@@ -135,7 +146,7 @@ def run_multi_teacher(data: PairData, heads: list[Head], run: RunConfig, out_dir
     write_json_atomic(out / "report.json", report)
     (out / "report.md").write_text(markdown(report))
     log(f"wrote {out / 'report.json'}")
-    return report
+    return ExperimentResult(report, model, result, config)
 
 
 def markdown(report: dict[str, Any]) -> str:

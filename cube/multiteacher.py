@@ -23,6 +23,7 @@ import torch
 from cube.config import ConfigError
 from cube.losses import Loss, make_loss
 from cube.metrics import retrieval_metrics
+from cube.pairs import PairData
 
 HEAD_METRICS = ("recall_at_1", "recall_at_10", "mrr")
 
@@ -116,3 +117,24 @@ def weighting_for(heads: list[Head], train_cfg, mode: str, weights: list[float] 
 def head_columns(heads: list[Head]) -> dict[str, Any]:
     """What an artifact stores to serve one head: name -> [start, stop)."""
     return {h.name: [h.start, h.start + h.dim] for h in heads}
+
+
+def encode_multi_teacher(text_pairs, input_teacher, target_teachers: list, cache_dir, *, batch_size: int = 64,
+                         progress=None) -> tuple[PairData, list[Head]]:
+    """Text pairs -> inputs in `input_teacher`'s space and, side by side, the targets in every target
+    teacher's space (one head each), through the embedding cache. Groups as `cube.encoding` gives them."""
+    from cube.encoding import EmbeddingCache, encode_texts, input_groups
+    from cube.pairs import validate_pairs
+
+    heads = make_heads([(t.name, t.dim) for t in target_teachers])
+    cache = EmbeddingCache(cache_dir)
+    try:
+        x = encode_texts(list(text_pairs.inputs), input_teacher, cache, batch_size=batch_size, progress=progress)
+        y = np.concatenate([encode_texts(list(text_pairs.targets), t, cache, batch_size=batch_size, progress=progress)
+                            for t in target_teachers], axis=1)
+    finally:
+        cache.close()
+    groups = (np.array(text_pairs.groups, dtype=str) if text_pairs.groups is not None
+              else input_groups(text_pairs.inputs))
+    question = None if text_pairs.question is None else np.array(text_pairs.question, dtype=bool)
+    return validate_pairs(x, y, groups=groups, question=question), heads

@@ -84,13 +84,15 @@ def two_space_pairs(n=500):
 def test_the_experiment_reports_each_space_beside_its_single_teacher_model(tmp_path):
     run = RunConfig(arch="cube", model={"grid": [2, 2, 2], "channels": 4, "steps": 1, "hidden": 8},
                     train=TrainConfig(n_epochs=2, batch_size=64, tuning_budget=1, device="cpu"))
-    report = run_multi_teacher(two_space_pairs(), HEADS, run, tmp_path, seeds=2, weighting="adaptive", input_space="a")
+    report = run_multi_teacher(two_space_pairs(), HEADS, run, tmp_path, seeds=2, weighting="adaptive",
+                               input_space="a").report
     for name in ("a", "b"):
         space = report["spaces"][name]
         assert {MULTI, "cube", "ridge", "linear", "mlp", "resmlp", "mean"} <= set(space["methods"])
         assert set(space["added"]) == {"recall_at_1", "recall_at_10", "mrr"} and "interval" in space["added"]["mrr"]
     assert "identity" in report["spaces"]["a"]["methods"] and "identity" not in report["spaces"]["b"]["methods"]
     assert {"val_weight_a", "val_weight_b", "val_a_mrr", "val_b_mrr"} <= set(report["history"][0])
+    assert report["default_space"] == "a" and report["methods"] is report["spaces"]["a"]["methods"]
     assert "## a space (6d)" in (tmp_path / "report.md").read_text()
     model, desc = load_model(tmp_path / "model")
     assert desc["metadata"]["heads"] == {"a": [0, 6], "b": [6, 16]}
