@@ -85,7 +85,8 @@ HYPERPARAMETERS_DOC = (
     "monitor (mrr|recall_at_10|loss), seed, device, amp, warmup_steps, tuning_budget (learning rates every "
     "trained method tries, docs/quality.md), source_weights; learning methods (docs/learning.md): "
     "triplet_margin, hard_negatives, negative_max_cosine, curriculum (none|linear), curriculum_start, "
-    "curriculum_epochs, input_noise, spread_penalty (collapse guard)."
+    "curriculum_epochs, input_noise, spread_penalty (collapse guard); multi-teacher datasets "
+    "(docs/multi-teacher.md): head_weighting (fixed|adaptive), head_weights."
 )
 CUBE_ARCHITECTURE_DOC = (
     "`kind` plus the architecture's own fields. Cube: grid, channels, steps, neighbourhood (6|26), "

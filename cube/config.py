@@ -158,6 +158,10 @@ class TrainConfig:
     # Sampling weight of a pair from each --data file, in order (empty: all 1): a pair of weight 2
     # is drawn twice as often as one of weight 1.
     source_weights: list[float] = field(default_factory=list)
+    # Multi-teacher distillation (cube/multiteacher.py): the loss weight of each teacher's head, fixed
+    # (head_weights, in head order; empty: equal) or adapted each epoch from validation.
+    head_weighting: Literal["fixed", "adaptive"] = "fixed"
+    head_weights: list[float] = field(default_factory=list)
 
     def validate(self) -> "TrainConfig":
         _count("n_epochs", self.n_epochs, 1, 10_000)
@@ -175,6 +179,13 @@ class TrainConfig:
             _positive(f"source_weights[{i}]", w, allow_zero=True)
         if self.source_weights and not any(self.source_weights):
             raise ConfigError("source_weights must give at least one source a positive weight")
+        _choice("head_weighting", self.head_weighting, ("fixed", "adaptive"))
+        if not isinstance(self.head_weights, (list, tuple)) or len(self.head_weights) > 64:
+            raise ConfigError(f"head_weights must be a list of numbers, one per target teacher, got {self.head_weights!r}")
+        for i, w in enumerate(self.head_weights):
+            _positive(f"head_weights[{i}]", w)
+        if self.head_weights and self.head_weighting == "adaptive":
+            raise ConfigError("head_weights are for head_weighting 'fixed'; adaptive weights start equal")
         if not isinstance(self.amp, bool):
             raise ConfigError(f"amp must be true or false, got {self.amp!r}")
         _choice("loss", self.loss, ("infonce", "triplet", "cosine", "mse"))

@@ -63,7 +63,7 @@ def paired_difference(multi: list[dict[str, float]], single: list[dict[str, floa
 
 
 def run_multi_teacher(data: PairData, heads: list[Head], run: RunConfig, out_dir: str | Path, *, seeds: int = 1,
-                      weighting: str = "fixed", weights: list[float] | None = None, input_space: str | None = None,
+                      input_space: str | None = None,
                       single: dict[str, dict[str, Any]] | None = None,
                       log: Callable[[str], None] = lambda msg: None) -> ExperimentResult:
     """Train and judge the multi-head model; write model/, report.json and report.md in `out_dir`
@@ -76,6 +76,7 @@ def run_multi_teacher(data: PairData, heads: list[Head], run: RunConfig, out_dir
     seeds) saves training the single-teacher models and baselines again, e.g. to compare weightings."""
     if data.dim_out != sum(h.dim for h in heads):
         raise ConfigError(f"the targets have {data.dim_out} columns but the heads need {sum(h.dim for h in heads)}")
+    weighting_for(heads, run.train)  # head_weights of the wrong length fail now, before any training
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     single = dict(single or {})
@@ -96,11 +97,11 @@ def run_multi_teacher(data: PairData, heads: list[Head], run: RunConfig, out_dir
         return model
 
     def fresh() -> dict[str, Any]:
-        w: HeadWeighting = weighting_for(heads, run.train, weighting, weights)
+        w: HeadWeighting = weighting_for(heads, run.train)
         return {"loss_fn": w.loss, "val_metrics": w.metrics}
 
     log(f"training the {len(heads)}-head {run.arch} ({parameter_count(build()):,} parameters), head weights "
-        f"{weighting}, learning rates {', '.join(f'{lr:g}' for lr in learning_rate_grid(run.train))}")
+        f"{run.train.head_weighting}, learning rates {', '.join(f'{lr:g}' for lr in learning_rate_grid(run.train))}")
     train, val = (tr.input, tr.target), (va.input, va.target)
     tuned = tune(build, train, val, run.train, per_trial=fresh, log=log)
     runs = [(tuned.model, tuned.result)]
@@ -130,7 +131,7 @@ def run_multi_teacher(data: PairData, heads: list[Head], run: RunConfig, out_dir
         "default_space": heads[0].name, "methods": default["methods"], "intervals": default["intervals"],
         "n": {"train": len(tr), "val": len(va), "test": len(te)},
         "input_space": input_space, "heads": [{"name": h.name, "dim": h.dim} for h in heads],
-        "weighting": {"mode": weighting, "weights": weights or [1.0] * len(heads)},
+        "weighting": {"mode": run.train.head_weighting, "weights": list(run.train.head_weights) or [1.0] * len(heads)},
         "spaces": spaces,
         "tuning": {"budget": run.train.tuning_budget, "learning_rates": learning_rate_grid(run.train),
                    "monitor": run.train.monitor, "chosen": {MULTI: tuned.summary()}},

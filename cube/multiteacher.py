@@ -108,10 +108,13 @@ class HeadWeighting:
         return out
 
 
-def weighting_for(heads: list[Head], train_cfg, mode: str, weights: list[float] | None) -> HeadWeighting:
-    """A fresh HeadWeighting on the loss the training config names."""
+def weighting_for(heads: list[Head], train_cfg) -> HeadWeighting:
+    """A fresh HeadWeighting as the training config sets it, on the loss it names."""
+    if train_cfg.head_weights and len(train_cfg.head_weights) != len(heads):
+        raise ConfigError(f"head_weights has {len(train_cfg.head_weights)} weight(s) but there are {len(heads)} target "
+                          f"teachers ({', '.join(h.name for h in heads)})")
     return HeadWeighting(heads, make_loss(train_cfg.loss, train_cfg.temperature, train_cfg.triplet_margin),
-                         mode=mode, weights=weights)
+                         mode=train_cfg.head_weighting, weights=list(train_cfg.head_weights) or None)
 
 
 def head_columns(heads: list[Head]) -> dict[str, Any]:

@@ -83,9 +83,8 @@ def two_space_pairs(n=500):
 
 def test_the_experiment_reports_each_space_beside_its_single_teacher_model(tmp_path):
     run = RunConfig(arch="cube", model={"grid": [2, 2, 2], "channels": 4, "steps": 1, "hidden": 8},
-                    train=TrainConfig(n_epochs=2, batch_size=64, tuning_budget=1, device="cpu"))
-    report = run_multi_teacher(two_space_pairs(), HEADS, run, tmp_path, seeds=2, weighting="adaptive",
-                               input_space="a").report
+                    train=TrainConfig(n_epochs=2, batch_size=64, tuning_budget=1, device="cpu", head_weighting="adaptive"))
+    report = run_multi_teacher(two_space_pairs(), HEADS, run, tmp_path, seeds=2, input_space="a").report
     for name in ("a", "b"):
         space = report["spaces"][name]
         assert {MULTI, "cube", "ridge", "linear", "mlp", "resmlp", "mean"} <= set(space["methods"])
@@ -98,3 +97,12 @@ def test_the_experiment_reports_each_space_beside_its_single_teacher_model(tmp_p
     assert desc["metadata"]["heads"] == {"a": [0, 6], "b": [6, 16]}
     assert model(torch.zeros(3, 6)).shape == (3, 16)
     assert json.loads((tmp_path / "spaces" / "b" / "report.json").read_text())["n"] == report["n"]
+
+
+def test_head_weights_of_the_wrong_length_fail_before_training(tmp_path):
+    run = RunConfig(train=TrainConfig(head_weights=[1.0, 2.0, 3.0]))
+    with pytest.raises(ConfigError, match="head_weights has 3 weight.* 2 target teachers \\(a, b\\)"):
+        run_multi_teacher(two_space_pairs(), HEADS, run, tmp_path)
+    assert not (tmp_path / "spaces").exists()
+    with pytest.raises(ConfigError, match="head_weights are for head_weighting 'fixed'"):
+        TrainConfig(head_weighting="adaptive", head_weights=[1.0, 1.0]).validate()
