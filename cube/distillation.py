@@ -13,21 +13,22 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
 
 from cube.artifacts import save_model, write_json_atomic
 from cube.config import ConfigError, RunConfig
-from cube.experiment import MODEL_DEFAULTS, ExperimentResult, run_experiment, summarise, t95
+from cube.experiment import (MODEL_DEFAULTS, ExperimentCancelled, ExperimentResult, fingerprint, run_experiment,
+                             summarise, t95)
 from cube.metrics import evaluate_predictions
 from cube.models import build_model, flops_per_sample, linear_path, parameter_count
 from cube.multiteacher import Head, HeadWeighting, head_columns, weighting_for
 from cube.pairs import PairData, split_pairs
 from cube.report import markdown_table, tuning_text
 from cube.trainer import fit, predict
-from cube.tuning import learning_rate_grid, tune
+from cube.tuning import StopWhen, learning_rate_grid, tune
 
 MULTI = "multi-head"  # the multi-head model's name in each space's table
 
@@ -63,14 +64,18 @@ def paired_difference(multi: list[dict[str, float]], single: list[dict[str, floa
 
 
 def run_multi_teacher(data: PairData, heads: list[Head], run: RunConfig, out_dir: str | Path, *, seeds: int = 1,
-                      input_space: str | None = None,
-                      single: dict[str, dict[str, Any]] | None = None,
-                      log: Callable[[str], None] = lambda msg: None) -> ExperimentResult:
+                      input_space: str | None = None, single: dict[str, dict[str, Any]] | None = None,
+                      callbacks: Iterable[Any] = (), checkpoint_dir: str | Path | None = None,
+                      resume_from: str | Path | None = None, log: Callable[[str], None] = lambda msg: None,
+                      should_stop: Callable[[], bool] = lambda: False) -> ExperimentResult:
     """Train and judge the multi-head model; write model/, report.json and report.md in `out_dir`
     (and each space's own experiment under spaces/<teacher>/).
 
-    The first head is the model's default space: the report's top-level `methods` and `intervals`
-    are that space's table (what a promotion gate reads); `spaces` holds every space's.
+    The multi-head model trains first, and its first run carries `callbacks` and checkpoints (what a
+    user watches, and resume), as the main model of `run_experiment` does; then each space's own
+    experiment. `should_stop` is asked throughout (ExperimentCancelled). The first head is the model's
+    default space: the report's top-level `methods` and `intervals` are that space's table (what a
+    promotion gate reads); `spaces` holds every space's.
 
     `single` (teacher -> report of its own experiment, from an earlier call on the same data, run and
     seeds) saves training the single-teacher models and baselines again, e.g. to compare weightings."""
@@ -79,14 +84,6 @@ def run_multi_teacher(data: PairData, heads: list[Head], run: RunConfig, out_dir
     weighting_for(heads, run.train)  # head_weights of the wrong length fail now, before any training
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    single = dict(single or {})
-    for head in heads:
-        if head.name in single:
-            continue
-        log(f"space {head.name} ({head.dim}d) alone: {run.arch} and every baseline")
-        single[head.name] = run_experiment(space_data(data, head), run, out / "spaces" / head.name, seeds=seeds,
-                                           log=log).report
-
     split = split_pairs(data, run.split)
     tr, va, te = data.subset(split.train), data.subset(split.val), data.subset(split.test)
     config = {"d_in": data.dim_in, "d_out": data.dim_out, **MODEL_DEFAULTS.get(run.arch, {}), **run.model}
@@ -103,13 +100,27 @@ def run_multi_teacher(data: PairData, heads: list[Head], run: RunConfig, out_dir
     log(f"training the {len(heads)}-head {run.arch} ({parameter_count(build()):,} parameters), head weights "
         f"{run.train.head_weighting}, learning rates {', '.join(f'{lr:g}' for lr in learning_rate_grid(run.train))}")
     train, val = (tr.input, tr.target), (va.input, va.target)
-    tuned = tune(build, train, val, run.train, per_trial=fresh, log=log)
+    tuned = tune(build, train, val, run.train, per_trial=fresh, log=log, callbacks=callbacks,
+                 checkpoint_dir=checkpoint_dir, resume_from=resume_from, should_stop=should_stop,
+                 fingerprint=fingerprint(data, run, {**config, "heads": head_columns(heads)}))
+    if tuned.cancelled or should_stop():
+        raise ExperimentCancelled(tuned.result.epochs_run)
     runs = [(tuned.model, tuned.result)]
     for i in range(1, seeds):
         cfg = replace(tuned.cfg, seed=run.train.seed + i)
         torch.manual_seed(cfg.seed)
         model = build()
-        runs.append((model, fit(model, train, val, cfg, **fresh())))
+        result = fit(model, train, val, cfg, callbacks=[StopWhen(should_stop)], **fresh())
+        if result.cancelled or should_stop():
+            raise ExperimentCancelled(result.epochs_run)
+        runs.append((model, result))
+
+    single = dict(single or {})
+    for head in heads:
+        if head.name not in single:
+            log(f"space {head.name} ({head.dim}d) alone: {run.arch} and every baseline")
+            single[head.name] = run_experiment(space_data(data, head), run, out / "spaces" / head.name, seeds=seeds,
+                                               log=log, should_stop=should_stop).report
 
     spaces: dict[str, Any] = {}
     for head in heads:

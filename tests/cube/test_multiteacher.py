@@ -106,3 +106,13 @@ def test_head_weights_of_the_wrong_length_fail_before_training(tmp_path):
     assert not (tmp_path / "spaces").exists()
     with pytest.raises(ConfigError, match="head_weights are for head_weighting 'fixed'"):
         TrainConfig(head_weighting="adaptive", head_weights=[1.0, 1.0]).validate()
+
+
+def test_a_stop_request_cancels_before_anything_is_written(tmp_path):
+    from cube.experiment import ExperimentCancelled
+
+    run = RunConfig(model={"grid": [2, 2, 2], "channels": 4, "steps": 1, "hidden": 8},
+                    train=TrainConfig(n_epochs=3, batch_size=64, tuning_budget=1, device="cpu"))
+    with pytest.raises(ExperimentCancelled):
+        run_multi_teacher(two_space_pairs(), HEADS, run, tmp_path, should_stop=lambda: True)
+    assert not (tmp_path / "model").exists() and not (tmp_path / "report.json").exists()
