@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from cube.config import MODES, ConfigError, RunConfig, SplitConfig, TrainConfig, check_mode
+from cube.config import MODES, ConfigError, RunConfig, SplitConfig, TrainConfig, check_code_size, check_mode
 
 
 class UsageError(Exception):
@@ -74,9 +74,11 @@ def build_run_config(arch: str | None, config_file: str | None, overrides: list[
             section = "train" if key in train_keys else "split" if key in split_keys else "model"
         sections[section][key] = parse_value(value)
     try:
+        run_mode = check_mode(mode or raw.get("mode", "dialogue"))
+        check_code_size(run_mode, sections["model"].get("code_size"))  # below the data's dim: checked once loaded
         return RunConfig(
             arch=arch or raw.get("arch", "cube"),
-            mode=check_mode(mode or raw.get("mode", "dialogue")),
+            mode=run_mode,
             model=sections["model"],
             train=TrainConfig.from_dict(sections["train"]),
             split=SplitConfig.from_dict(sections["split"]),
@@ -196,6 +198,7 @@ def cmd_transform(args: argparse.Namespace) -> int:
         model, desc = load_model(args.model)
     except ArtifactError as exc:
         raise UsageError(str(exc)) from None
+    model, d_in = autoencoder_side(model, desc["config"]["d_in"], args)
     try:
         loaded = np.load(args.input, allow_pickle=False)
         if not isinstance(loaded, np.ndarray):  # an .npz archive, not one array
@@ -204,7 +207,6 @@ def cmd_transform(args: argparse.Namespace) -> int:
     except (OSError, ValueError, EOFError) as exc:
         detail = exc.message if isinstance(exc, PairFileError) else str(exc)
         raise UsageError(f"{args.input}: {detail}") from None
-    d_in = desc["config"]["d_in"]
     if x.shape[1] != d_in:
         raise UsageError(f"{args.input}: vectors have {x.shape[1]} dimensions, the model expects {d_in}")
     y = predict(model, x)
@@ -214,6 +216,21 @@ def cmd_transform(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from None
     print(f"wrote {y.shape[0]} vectors of {y.shape[1]} dimensions to {args.output}")
     return 0
+
+
+def autoencoder_side(model, d_in: int, args: argparse.Namespace):
+    """With --code or --from-code, an autoencoder's encoder or decoder and the width it takes; else
+    the model itself."""
+    if not (args.code or args.from_code):
+        return model, d_in
+    from cube.autoencoder import Autoencoder, Half
+
+    flag = "--code" if args.code else "--from-code"
+    if args.code and args.from_code:
+        raise UsageError("--code and --from-code together would give the codes back unchanged; use one")
+    if not isinstance(model, Autoencoder):
+        raise UsageError(f"{flag} applies to autoencoders only; {args.model} is not one")
+    return (Half(model, "encode"), d_in) if args.code else (Half(model, "decode"), model.code_size)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -286,7 +303,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output directory (model/, report.json, report.md, training.png)")
     p.add_argument("--arch", choices=["cube", "linear", "mlp", "resmlp"], default=None, help="default: cube")
     p.add_argument("--mode", choices=MODES, default=None,
-                   help="what the pairs mean: dialogue (input -> its reply), autoencoder, translation (default: dialogue)")
+                   help="what the pairs mean: dialogue (input -> its reply), autoencoder (each input through a code "
+                        "of --set code_size=K numbers and back; a pair file's targets are ignored), translation "
+                        "(default: dialogue)")
     p.add_argument("--config", help="JSON or TOML file with sections arch, mode, model, train, split")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting (repeatable)")
     p.add_argument("--seeds", type=positive_int, default=1, help="train every trainable method with N seeds (mean and 95%% interval)")
@@ -296,6 +315,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="model directory (model.json + model.safetensors)")
     p.add_argument("--input", required=True, help=".npy file of shape [N, D_in]")
     p.add_argument("--output", required=True, help=".npy file to write [N, D_out]")
+    p.add_argument("--code", action="store_true", help="an autoencoder: write the codes [N, code_size], not reconstructions")
+    p.add_argument("--from-code", action="store_true", help="an autoencoder: the input holds codes; decode them")
     p.set_defaults(func=cmd_transform)
 
     p = sub.add_parser("export", help="export a trained model directory to ONNX (checked with onnxruntime)")

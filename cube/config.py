@@ -260,3 +260,21 @@ MODES = ("dialogue", "autoencoder", "translation")
 def check_mode(mode: str) -> str:
     _choice("mode", mode, MODES)
     return mode
+
+
+def check_code_size(mode: str, code_size: Any, dim: int | None = None) -> int | None:
+    """The code size a run asks for, or ConfigError naming `code_size` for a bad combination:
+    an autoencoder needs one, below the vectors' dimension (when known); other modes take none."""
+    if mode != "autoencoder":
+        if code_size is not None:
+            raise ConfigError(f"code_size applies to mode 'autoencoder' only, not {mode!r}")
+        return None
+    if code_size is None:
+        raise ConfigError("mode 'autoencoder' needs code_size (the number of values in the code, below the "
+                          "vectors' dimension), e.g. --set code_size=32")
+    if not isinstance(code_size, int) or isinstance(code_size, bool) or code_size < 1:
+        raise ConfigError(f"code_size must be a positive integer, got {code_size!r}")
+    if dim is not None and code_size >= dim:
+        raise ConfigError(f"code_size must be below the vectors' dimension {dim} (else the identity reconstructs "
+                          f"perfectly and nothing is learned), got {code_size}")
+    return code_size

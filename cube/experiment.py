@@ -16,9 +16,10 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 
+from cube import autoencoder
 from cube.artifacts import save_model, write_json_atomic
 from cube.baselines import Identity, MeanTarget, Procrustes, Ridge
-from cube.config import ConfigError, RunConfig
+from cube.config import ConfigError, RunConfig, check_code_size
 from cube.metrics import COLLAPSE_SPREAD, collapsed, evaluate_predictions
 from cube.models import build_model, flops_per_sample, mlp_hidden_for_params, parameter_count
 from cube.pairs import PairData, split_pairs
@@ -91,6 +92,9 @@ def run_experiment(
     checkpoint, e.g. an earlier attempt's) or else from `checkpoint_dir`'s newest."""
     if not isinstance(seeds, int) or seeds < 1:
         raise ConfigError(f"seeds must be a positive integer, got {seeds!r}")
+    code_size = check_code_size(run.mode, run.model.get("code_size"), data.dim_in)
+    if code_size:  # each vector is its own target, through the bottleneck
+        data = autoencoder.reconstruction_pairs(data)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     split = split_pairs(data, run.split)
@@ -101,6 +105,7 @@ def run_experiment(
     log(f"split: {len(tr)} train, {len(va)} validation, {len(te)} test pairs"
         + (" (validation and test: question rows only)" if run.split.eval_filter == "question" else ""))
     weights = source_weights(tr, run.train.source_weights)
+    build = autoencoder.pca_started(tr.input, code_size) if code_size else build_model
 
     def judge(pred: np.ndarray) -> dict[str, float]:
         return evaluate_predictions(pred, te.target, target_mean)
@@ -114,7 +119,7 @@ def run_experiment(
         the chosen rate. `first_run` (callbacks, checkpoints) goes to the first seed's first trial."""
         log(f"training {what}: {parameter_count(build_model(arch, config)):,} parameters, "
             f"learning rates {', '.join(f'{lr:g}' for lr in learning_rate_grid(run.train))}")
-        tuned = tune(lambda: build_model(arch, config), train, val, run.train, should_stop=should_stop, log=log,
+        tuned = tune(lambda: build(arch, config), train, val, run.train, should_stop=should_stop, log=log,
                      difficulty=tr.difficulty, sample_weights=weights, **first_run)
         if tuned.cancelled or should_stop():
             raise ExperimentCancelled(tuned.result.epochs_run)
@@ -123,7 +128,7 @@ def run_experiment(
         for i in range(1, seeds):
             cfg = replace(tuned.cfg, seed=run.train.seed + i)
             torch.manual_seed(cfg.seed)
-            model = build_model(arch, config)
+            model = build(arch, config)
             result = fit(model, train, val, cfg, callbacks=[StopWhen(should_stop)], difficulty=tr.difficulty,
                          sample_weights=weights)
             if result.cancelled or should_stop():
@@ -141,19 +146,23 @@ def run_experiment(
                       "best_epoch": main_result.best_epoch, "epochs_run": main_result.epochs_run}
 
     # Closed-form baselines: deterministic, one run each.
-    fixed = [MeanTarget(), Ridge()] + ([Identity(), Procrustes()] if same_space else [])
+    # (An autoencoder's are PCA at its code size and the mean: x -> x maps have no bottleneck.)
+    fixed = ([MeanTarget(), autoencoder.PCA(code_size)] if code_size else
+             [MeanTarget(), Ridge()] + ([Identity(), Procrustes()] if same_space else []))
     for baseline in fixed:
         baseline.fit(train, val)
         results[baseline.name] = [judge(baseline.predict(te.input))]
-    info["ridge"] = next(b for b in fixed if b.name == "ridge").chosen
+    info.update({b.name: b.chosen for b in fixed if b.name in ("ridge", "pca")})
 
     # Trained baselines: the same trainer, loss, schedule and tuning budget as the main model.
-    matched = mlp_hidden_for_params(data.dim_in, data.dim_out, parameter_count(main_model))
+    n_main = parameter_count(main_model)
+    matched = (autoencoder.matched_mlp_hidden(data.dim_in, code_size, n_main) if code_size
+               else mlp_hidden_for_params(data.dim_in, data.dim_out, n_main))
     trained_specs = {"linear": {}, "mlp": {"hidden": matched, **MODEL_DEFAULTS["mlp"]}, "resmlp": {}}
     for arch, extra in trained_specs.items():
         if arch == run.arch:
             continue
-        config = {"d_in": data.dim_in, "d_out": data.dim_out, **extra}
+        config = {"d_in": data.dim_in, "d_out": data.dim_out, **extra, **({"code_size": code_size} if code_size else {})}
         model, result = train_seeds(arch, config, f"baseline {arch}")[0]
         info[arch] = {"parameters": parameter_count(model), **extra, "best_epoch": result.best_epoch}
 

@@ -12,6 +12,9 @@ input's own target among all the set's targets, cosines, spread. Baselines:
                  not shown: they were trained (and tuned) next to the model and their weights were not
                  kept; retraining them here would be a new experiment, not the report's baselines
 
+An autoencoder (`code_size` given) is shown beside PCA at its code size and the mean, refitted the
+same way; identity, ridge and Procrustes have no bottleneck, so they are not baselines for it.
+
 Without the training pairs (a deleted dataset) only identity is shown, and the centred cosine is
 centred on the held-out targets' own mean instead of the training targets'.
 """
@@ -21,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from cube.autoencoder import PCA
 from cube.baselines import Identity, MeanTarget, Procrustes, Ridge
 from cube.metrics import COLLAPSE_SPREAD, collapsed, evaluate_predictions
 from cube.pairs import PairData
@@ -31,7 +35,7 @@ NOT_KEPT = "trained next to the model; its weights were not kept, so it cannot b
 
 def evaluate_held_out(predict, main: str, held_out: PairData,
                       train: tuple[np.ndarray, np.ndarray] | None,
-                      val: tuple[np.ndarray, np.ndarray] | None) -> dict[str, Any]:
+                      val: tuple[np.ndarray, np.ndarray] | None, code_size: int | None = None) -> dict[str, Any]:
     """`predict(x) -> y` is the model; `train`/`val` its own training and validation pairs (None when
     they are gone). Returns a report with the training report's keys (`main`, `methods`, `n`)."""
     same_space = held_out.dim_in == held_out.dim_out
@@ -45,9 +49,10 @@ def evaluate_held_out(predict, main: str, held_out: PairData,
 
     methods = {main: judge(predict(held_out.input))}
     not_shown: dict[str, str] = {name: NOT_KEPT for name in TRAINED_BASELINES if name != main}
-    if same_space:
+    if same_space and not code_size:
         methods["identity"] = judge(Identity().predict(held_out.input))
-    fitted = [MeanTarget(), Ridge()] + ([Procrustes()] if same_space else [])
+    fitted = ([MeanTarget(), PCA(code_size)] if code_size else
+              [MeanTarget(), Ridge()] + ([Procrustes()] if same_space else []))
     for baseline in fitted:
         if train is None:
             not_shown[baseline.name] = "fitted on the model's training pairs, which are no longer stored"

@@ -76,7 +76,12 @@ def mlp_hidden_for_params(d_in: int, d_out: int, n_params: int) -> int:
 
 
 def build_model(arch: str, config: dict[str, Any]) -> nn.Module:
-    """arch in ARCHITECTURES; config holds d_in, d_out and the architecture's own fields."""
+    """arch in ARCHITECTURES; config holds d_in, d_out and the architecture's own fields. With
+    `code_size` it is an autoencoder whose encoder is `arch` (cube.autoencoder)."""
+    if "code_size" in config:
+        from cube.autoencoder import build_autoencoder
+
+        return build_autoencoder(arch, config)
     if arch == "cube":
         return CubeModel(CubeConfig.from_dict(config))
     cfg = dict(config)
@@ -113,15 +118,18 @@ def check_model_config(arch: str, config: dict[str, Any], *, max_parameters: int
     with torch.device("meta"):
         model = build_model(arch, config)
     n = parameter_count(model)
+    from cube.autoencoder import Autoencoder
+
+    grid = model.encoder if isinstance(model, Autoencoder) else model  # an autoencoder's cube is its encoder
     if max_parameters is not None and n > max_parameters:
         raise ConfigError(f"the model would have {n:,} parameters; the limit is {max_parameters:,}")
-    if max_state_values is not None and isinstance(model, CubeModel):
-        values = model.cfg.n_cells * model.cfg.channels
+    if max_state_values is not None and isinstance(grid, CubeModel):
+        values = grid.cfg.n_cells * grid.cfg.channels
         if values > max_state_values:
             raise ConfigError(f"the grid holds {values:,} values per sample (cells x channels); "
                               f"the limit is {max_state_values:,}")
     if max_activation_bytes is not None:
-        needed = training_activation_bytes(model, batch_size)
+        needed = training_activation_bytes(grid, batch_size)
         if needed > max_activation_bytes:
             raise ConfigError(f"training would keep about {needed / 2**30:,.1f} GiB of activations per batch "
                               f"(steps x cells x (channels + hidden) x batch {batch_size} x 4 bytes); "
@@ -147,7 +155,7 @@ def parameter_count(model: nn.Module) -> int:
 
 def flops_per_sample(model: nn.Module) -> int:
     """Forward FLOPs (2 x multiply-adds) per sample; linear layers only for the plain maps."""
-    if isinstance(model, CubeModel):
+    if hasattr(model, "flops_per_sample"):  # the cube, an autoencoder
         return model.flops_per_sample()
     return 2 * sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, nn.Linear))
 

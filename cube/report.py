@@ -6,7 +6,7 @@ from typing import Any
 
 COLUMNS = [("recall_at_1", "R@1"), ("recall_at_10", "R@10"), ("mrr", "MRR"), ("mean_cosine", "mean cos"),
            ("centered_cosine", "centred cos"), ("output_spread", "spread")]
-ORDER = ["multi-head", "cube", "linear", "mlp", "resmlp", "ridge", "procrustes", "identity", "mean"]
+ORDER = ["multi-head", "cube", "linear", "mlp", "resmlp", "pca", "ridge", "procrustes", "identity", "mean"]
 
 
 def _cell(report: dict[str, Any], method: str, key: str) -> str:

@@ -85,7 +85,9 @@ def trial_config(base: RunConfig, point: dict[str, Any], objective: str) -> RunC
     best epoch on the sweep's objective. Raises ConfigError for a combination the model refuses."""
     arch, model, train = split_point(point, base.arch)
     cfg = TrainConfig.from_dict({**base.train.to_dict(), **train, "monitor": check_objective(objective), "tuning_budget": 1})
-    return replace(base, arch=arch, model={**(base.model if arch == base.arch else {}), **model}, train=cfg)
+    # Another family drops the base's model options, but not an autoencoder's bottleneck.
+    kept = base.model if arch == base.arch else {k: v for k, v in base.model.items() if k == "code_size"}
+    return replace(base, arch=arch, model={**kept, **model}, train=cfg)
 
 
 def draw(trial, space: SearchSpace, base: RunConfig, objective: str) -> RunConfig:
@@ -121,7 +123,12 @@ def train_trial(data: PairData, split, run: RunConfig, *, callbacks: Iterable[An
     tr, va = data.subset(split.train), data.subset(split.val)
     config = {"d_in": data.dim_in, "d_out": data.dim_out, **MODEL_DEFAULTS.get(run.arch, {}), **run.model}
     torch.manual_seed(run.train.seed)
-    model = build_model(run.arch, config)
+    if "code_size" in config:  # started as PCA, like run_experiment's autoencoders
+        from cube.autoencoder import pca_started
+
+        model = pca_started(tr.input, config["code_size"])(run.arch, config)
+    else:
+        model = build_model(run.arch, config)
     result = fit(model, (tr.input, tr.target), (va.input, va.target), run.train, callbacks=callbacks,
                  difficulty=tr.difficulty, sample_weights=source_weights(tr, run.train.source_weights), **fit_kwargs)
     return model, result
