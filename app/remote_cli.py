@@ -137,7 +137,7 @@ def cmd_jobs(args: argparse.Namespace, client, console: Console) -> int:
         architecture = json_arg(args.architecture, "--architecture") or {}
         if args.arch:
             architecture["kind"] = args.arch
-        body = {"mode": args.mode, "seed": args.seed, "device": args.device,
+        body = {"mode": args.mode, "code_size": args.code_size, "seed": args.seed, "device": args.device,
                 "validation": json_arg(args.validation, "--validation"), "metadata": json_arg(args.metadata, "--metadata")}
         job = client.jobs.create(dataset_id=args.dataset, model=args.model, architecture=architecture or None,
                                  hyperparameters=key_values(args.set, "--set") or None,
@@ -217,7 +217,8 @@ def cmd_transform_remote(args: argparse.Namespace, client, console: Console) -> 
         inputs = read_inputs(args.input, args.key)
     except VectorFileError as exc:
         raise UsageError(str(exc)) from None
-    y = client.transform(args.model, inputs, version=args.version, alias=args.alias, normalize=args.normalize)
+    y = client.transform(args.model, inputs, version=args.version, alias=args.alias, normalize=args.normalize,
+                         output="code" if args.code else None, input_kind="code" if args.from_code else None)
     try:
         write_outputs(args.output, y)
     except VectorFileError as exc:
@@ -271,6 +272,7 @@ def add_remote_commands(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--architecture", help='architecture as JSON, e.g. \'{"grid": [4, 4, 4]}\'')
     a.add_argument("--set", action="append", metavar="KEY=VALUE", help="a hyperparameter (repeatable), e.g. n_epochs=20")
     a.add_argument("--mode", choices=["dialogue", "autoencoder", "translation"])
+    a.add_argument("--code-size", type=int, help="with --mode autoencoder: values in the code (docs/autoencoder.md)")
     a.add_argument("--validation", help="validation split as JSON")
     a.add_argument("--seed", type=int)
     a.add_argument("--device", choices=["cpu", "cuda"])

@@ -138,6 +138,9 @@ class TrainingJobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     dataset_id: str
     mode: Literal["dialogue", "autoencoder", "translation"] = "dialogue"
+    code_size: int | None = Field(None, ge=1, lt=2**31, description=(
+        "mode autoencoder only, and required there: the number of values in the code, below the vectors' "
+        "dimension (docs/autoencoder.md)"))
     architecture: Architecture = Field(default_factory=Architecture)
     hyperparameters: dict[str, Any] = Field(default_factory=dict, description=HYPERPARAMETERS_DOC)
     validation: Validation = Field(default_factory=Validation)
@@ -178,6 +181,7 @@ class TrainingJobOut(BaseModel):
     dataset_id: str
     model: str
     mode: str
+    code_size: int | None = Field(None, description="an autoencoder's code size")
     architecture: dict[str, Any]
     hyperparameters: dict[str, Any]
     validation: dict[str, Any]
@@ -206,7 +210,9 @@ class TrainingJobOut(BaseModel):
         as_int = lambda t: None if t is None else int(t)  # noqa: E731
         return cls(
             id=j.id, created_at=int(j.created_at), dataset_id=j.dataset_id, model=j.model_name, mode=j.mode,
-            architecture={"kind": j.arch, **j.model_config_}, hyperparameters=j.hyperparameters, validation=j.split,
+            code_size=j.model_config_.get("code_size"),
+            architecture={"kind": j.arch, **{k: v for k, v in j.model_config_.items() if k != "code_size"}},
+            hyperparameters=j.hyperparameters, validation=j.split,
             seed=j.seed, device=j.device, status=j.status,
             progress=Progress(epoch=j.epoch, n_epochs=j.n_epochs, step=j.step, total_steps=j.total_steps,
                               fraction=round(fraction, 4)),
@@ -386,6 +392,10 @@ class TransformRequest(BaseModel):
         "and the answer's embeddings are base64 too. Unsaid, a string `input` is text for a model trained on text "
         "and base64 for a model trained on vectors; 'float' with a string `input` means text."))
     normalize: bool = False
+    output: Literal["reconstruction", "code"] = Field("reconstruction", description=(
+        "Autoencoders only: the reconstruction (dim_out values) or the code (code_size values)"))
+    input_kind: Literal["original", "code"] = Field("original", description=(
+        "Autoencoders only: 'code' decodes `input`, vectors of code_size values, into reconstructions"))
     truncate: bool = Field(True, description=(
         "Text input: cut a text longer than the teacher's max_length tokens (default, as TEI), or refuse it "
         "(422 naming it) when false"))
@@ -612,6 +622,7 @@ class SweepOut(BaseModel):
     dataset_id: str
     model: str
     mode: str
+    code_size: int | None = Field(None, description="an autoencoder's code size")
     status: Literal["running", "succeeded", "failed", "cancelled"]
     objective: str
     search_space: dict[str, Any]
@@ -633,6 +644,7 @@ class SweepOut(BaseModel):
     def of(cls, s: models.Sweep) -> "SweepOut":
         return cls(
             id=s.id, created_at=int(s.created_at), dataset_id=s.dataset_id, model=s.model_name, mode=s.mode,
+            code_size=s.base["model"].get("code_size"),
             status=s.status, objective=s.objective, search_space=s.search_space, n_trials=s.n_trials,
             max_parallel=s.max_parallel, pruner=s.pruner, time_budget_seconds=s.time_budget_seconds, seed=s.seed,
             trials_created=s.trials_created, best=SweepBest(**s.best) if s.best else None, importance=s.importance,

@@ -53,12 +53,13 @@ class _ClientBase:
         return self._run(operations.info(self.state))
 
     def transform(self, model: str, inputs, *, version: int | None = None, alias: str | None = None,
-                  normalize: bool = False):
+                  normalize: bool = False, output: str | None = None, input_kind: str | None = None):
         """Map `inputs` ([N, D] array-like of vectors, or a list of str for a text-trained model) through
         a served model: a float32 numpy array [N, D_out]. Sent as base64 float32 in as many requests as
-        the server's per-request limits (read from /info) require; rows come back in order."""
+        the server's per-request limits (read from /info) require; rows come back in order. For an
+        autoencoder, output="code" gives the codes [N, code_size] and input_kind="code" decodes codes."""
         return self._run(operations.transform(self.state, model, inputs, version=version, alias=alias,
-                                              normalize=normalize))
+                                              normalize=normalize, output=output, input_kind=input_kind))
 
 
     def embeddings(self, model: str, input, *, encoding_format: str = "float", dimensions: int | None = None):

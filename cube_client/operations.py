@@ -13,7 +13,7 @@ from typing import Any, BinaryIO, Callable, Iterator
 
 import numpy as np
 
-from cube_client._protocol import Call, Operation, Record, Sleep, create_call
+from cube_client._protocol import Call, Operation, Record, Sleep, clean_params, create_call
 from cube_client.errors import WaitTimeout
 
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
@@ -140,10 +140,10 @@ def wait(path: str, what: str, *, on_progress: Callable[[Record], None] | None, 
 # ---- transform
 
 def transform(state: ClientState, model: str, inputs: Any, *, version: int | None, alias: str | None,
-              normalize: bool) -> Operation:
+              normalize: bool, output: str | None = None, input_kind: str | None = None) -> Operation:
     lim = yield from limits(state)
     base = {"model": model, "encoding_format": "base64", "normalize": normalize,
-            **({"version": version} if version is not None else {}), **({"alias": alias} if alias is not None else {})}
+            **clean_params({"version": version, "alias": alias, "output": output, "input_kind": input_kind})}
     max_rows = int(lim.get("max_transform_vectors") or 4096)
     if isinstance(inputs, (list, tuple)) and inputs and all(isinstance(t, str) for t in inputs):
         bodies = ({**base, "input": list(inputs[i:i + max_rows])} for i in range(0, len(inputs), max_rows))

@@ -46,7 +46,7 @@ class Datasets(_Resource):
 class Jobs(_Resource):
     def create(self, *, dataset_id: str, model: str | None = None, architecture: dict[str, Any] | None = None,
                hyperparameters: dict[str, Any] | None = None, idempotency_key: str | None = None, **fields: Any):
-        """Queue a training job. Other body fields (`mode`, `validation`, `seed`, `device`, `metadata`)
+        """Queue a training job. Other body fields (`mode`, `code_size`, `validation`, `seed`, `device`, `metadata`)
         pass as keywords."""
         body = clean_params({"dataset_id": dataset_id, "model": model, "architecture": architecture,
                              "hyperparameters": hyperparameters, **fields})

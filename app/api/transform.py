@@ -36,7 +36,8 @@ async def transform(request: Request, session: SessionDep, settings: SettingsDep
             parsed = parse_request(body)
             req = parsed.req
             prepared = inference.prepare(session, settings, storage, cache, model=req.model, version=req.version,
-                                         alias=req.alias, read=partial(inference.transform_input, req, parsed.x))
+                                         alias=req.alias, read=partial(inference.transform_input, req, parsed.x),
+                                         operation=partial(inference.operation, req))
             texts = None if parsed.x is not None else inference.texts_of(req, prepared.version)
             return req, prepared, inference.count_tokens(prepared.version, texts) if texts else None
         finally:

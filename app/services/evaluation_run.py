@@ -104,5 +104,6 @@ def evaluate(settings: Settings, storage: Storage, evaluation_id: str, workspace
             train, val = (tr.input, tr.target), (va.input, va.target)
     except PairFileError as exc:
         raise EvaluationFailed("invalid_input", getattr(exc, "message", str(exc))) from None
-    result = evaluate_held_out(lambda x: predict(model, x), version.arch, held_out, train, val)
+    result = evaluate_held_out(lambda x: predict(model, x), version.arch, held_out, train, val,
+                               code_size=job.model_config_.get("code_size"))
     return {**result, "model": version.model_name, "version": version.version, "dataset_id": dataset.id}

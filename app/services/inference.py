@@ -11,7 +11,7 @@ import binascii
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -27,11 +27,23 @@ from app.storage import Storage, StorageError
 from app.telemetry import Telemetry
 
 
+FORWARD = "forward"  # the model's own pass; an autoencoder also has "encode" and "decode"
+
+
 @dataclass
 class LoadedModel:
     model: Any
     batcher: DynamicBatcher   # concurrent requests for this version share forward passes
     label: str                # "name:vN", the metrics label
+    # An autoencoder's "encode" and "decode", each batched apart from the forward pass.
+    sides: dict[str, DynamicBatcher] = field(default_factory=dict)
+
+    def batcher_for(self, operation: str) -> DynamicBatcher:
+        return self.batcher if operation == FORWARD else self.sides[operation]
+
+    def batchers(self) -> list[DynamicBatcher]:
+        return [self.batcher, *self.sides.values()]
+
 
 
 class ModelCache:
@@ -90,13 +102,15 @@ class ModelCache:
                     self._models[version.id] = loaded
                     while len(self._models) > self.size:
                         _, evicted = self._models.popitem(last=False)
-                        evicted.batcher.close_soon()  # after serving whatever it still has queued
+                        for batcher in evicted.batchers():
+                            batcher.close_soon()  # after serving whatever it still has queued
         with self._lock:
             self._loading.pop(version.id, None)
         return loaded
 
     def _load(self, version: ModelVersion, storage: Storage) -> LoadedModel:
         from cube.artifacts import ArtifactError, load_model
+        from cube.autoencoder import Autoencoder, Half
         from cube.trainer import predict
 
         try:
@@ -111,13 +125,13 @@ class ModelCache:
             t.batch_rows.labels(label).observe(rows)
             t.batch_seconds.labels(label).observe(seconds)
 
-        def forward(x: np.ndarray) -> np.ndarray:
-            return predict(model, x)
+        def batched(module) -> DynamicBatcher:
+            return DynamicBatcher(lambda x: predict(module, x), max_batch_rows=s.transform_max_batch_rows,
+                                  max_wait_s=s.transform_max_wait_ms / 1000, max_queue_rows=s.transform_max_queue_rows,
+                                  on_batch=on_batch)
 
-        batcher = DynamicBatcher(forward, max_batch_rows=s.transform_max_batch_rows,
-                                 max_wait_s=s.transform_max_wait_ms / 1000, max_queue_rows=s.transform_max_queue_rows,
-                                 on_batch=on_batch)
-        return LoadedModel(model, batcher, label)
+        sides = {side: batched(Half(model, side)) for side in ("encode", "decode")} if isinstance(model, Autoencoder) else {}
+        return LoadedModel(model, batched(model), label, sides)
 
     def loaded(self) -> list[str]:
         with self._lock:
@@ -126,7 +140,7 @@ class ModelCache:
     def queue_depths(self) -> dict[str, int]:
         """Vectors waiting per loaded model (label -> rows), for the queue-depth gauge."""
         with self._lock:
-            return {m.label: m.batcher.queued_rows for m in self._models.values()}
+            return {m.label: sum(b.queued_rows for b in m.batchers()) for m in self._models.values()}
 
 
 @dataclass
@@ -140,28 +154,58 @@ class TransformResult:
 @dataclass
 class Prepared:
     version: ModelVersion
-    x: np.ndarray                 # (N, dim_in) float32
+    x: np.ndarray                 # (N, dim_in) float32, or (N, code_size) codes to decode
     loaded: LoadedModel
+    operation: str = FORWARD      # FORWARD, or an autoencoder's "encode" or "decode"
+
+
+def code_size_of(version: ModelVersion) -> int | None:
+    """An autoencoder version's code size (its report holds the model config); None for other models."""
+    return ((version.evaluation or {}).get("model") or {}).get("config", {}).get("code_size")
+
+
+def operation(req: TransformRequest, version: ModelVersion) -> str:
+    """What /v1/transform runs: the forward pass, or an autoencoder's encode (output "code") or
+    decode (input_kind "code"); a 4xx naming the field for a combination that means nothing."""
+    asked = [name for name in ("output", "input_kind") if name in req.model_fields_set]
+    if asked and code_size_of(version) is None:
+        raise InvalidContent(f"{asked[0]} applies to autoencoders only; model {version.model_name} v{version.version} "
+                             f"is not one", param=asked[0], code="not_an_autoencoder")
+    if req.input_kind == "code":
+        if req.output == "code":
+            raise InvalidContent("input_kind 'code' decodes codes into reconstructions; output 'code' would give them "
+                                 "back unchanged", param="output", code="invalid_output")
+        return "decode"
+    return "encode" if req.output == "code" else FORWARD
 
 
 def transform_input(req: TransformRequest, x: np.ndarray | None, version: ModelVersion, limit: int) -> np.ndarray:
-    """/v1/transform's input as a float32 [N, dim_in] matrix, or a 4xx naming what is wrong. `x` is
-    float input already parsed by the JSON fast path (then `req.input` is empty)."""
-    d = version.dim_in
+    """/v1/transform's input as a float32 [N, dim_in] matrix ([N, code_size] codes with input_kind
+    "code"), or a 4xx naming what is wrong. `x` is float input already parsed by the JSON fast path
+    (then `req.input` is empty)."""
+    codes = operation(req, version) == "decode"
+    d = code_size_of(version) if codes else version.dim_in
     if req.dim is not None and req.dim != d:
-        raise InvalidContent(f"dim is {req.dim}, but model {version.model_name} v{version.version} takes {d} values per vector",
-                             param="dim", code="dimension_mismatch")
+        raise InvalidContent(f"dim is {req.dim}, but model {version.model_name} v{version.version} takes {d} values per "
+                             + ("code" if codes else "vector"), param="dim", code="dimension_mismatch")
     if x is not None:
-        return check_matrix(x, version, limit)
+        return check_matrix(x, version, limit, dim=d)
+    if codes and isinstance(req.input, str):  # codes are never text: a string is base64
+        return decode_base64(req.input, version, limit, explicit=True, dim=d)
+    if codes and req.input and isinstance(req.input[0], str):
+        raise InvalidContent("input_kind 'code' takes codes (vectors of code_size values, or base64), not text",
+                             param="input", code="text_not_supported")
     if not isinstance(req.input, str):
-        return vectors_or_texts(req.input, version, limit, truncate=req.truncate)
+        return vectors_or_texts(req.input, version, limit, truncate=req.truncate, dim=d)
     if string_is_text(req, version):
         return encode_text([req.input], version, limit, truncate=req.truncate)
-    return decode_base64(req.input, version, limit, explicit="encoding_format" in req.model_fields_set)
+    return decode_base64(req.input, version, limit, explicit="encoding_format" in req.model_fields_set, dim=d)
 
 
 def texts_of(req: TransformRequest, version: ModelVersion) -> list[str] | None:
     """The texts a /v1/transform request sends (for its usage), or None when it sends vectors."""
+    if req.input_kind == "code":
+        return None
     if isinstance(req.input, list) and req.input and isinstance(req.input[0], str):
         return list(req.input)
     if isinstance(req.input, str) and string_is_text(req, version):
@@ -185,8 +229,8 @@ def string_is_text(req: TransformRequest, version: ModelVersion) -> bool:
     return False
 
 
-def decode_base64(text: str, version: ModelVersion, limit: int, *, explicit: bool) -> np.ndarray:
-    d = version.dim_in
+def decode_base64(text: str, version: ModelVersion, limit: int, *, explicit: bool, dim: int | None = None) -> np.ndarray:
+    d = dim or version.dim_in
     try:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
@@ -202,15 +246,17 @@ def decode_base64(text: str, version: ModelVersion, limit: int, *, explicit: boo
     return check_finite(x)
 
 
-def vectors_or_texts(items: list, version: ModelVersion, limit: int, *, truncate: bool = True) -> np.ndarray:
-    """A list of texts (text models) or of vectors as a float32 [N, dim_in] matrix, or a 4xx."""
+def vectors_or_texts(items: list, version: ModelVersion, limit: int, *, truncate: bool = True,
+                     dim: int | None = None) -> np.ndarray:
+    """A list of texts (text models) or of vectors as a float32 [N, dim] matrix (dim: dim_in unless
+    given), or a 4xx."""
     if not items:
         raise InvalidContent("input is empty", param="input", code="empty_input")
     if isinstance(items[0], str):
         return encode_text(items, version, limit, truncate=truncate)
     if len(items) > limit:
         raise PayloadTooLarge(f"at most {limit} vectors per request, got {len(items)}", param="input")
-    d = version.dim_in
+    d = dim or version.dim_in
     for i, row in enumerate(items):
         if len(row) != d:
             raise InvalidContent(f"input[{i}] has {len(row)} values; model {version.model_name} v{version.version} "
@@ -263,14 +309,15 @@ def teacher(name: str):
         return _teachers[name]
 
 
-def check_matrix(x: np.ndarray, version: ModelVersion, limit: int) -> np.ndarray:
-    """Limits and dimensions for float input already parsed into a (N, D) matrix (the JSON fast path),
-    with the same errors as `vectors_or_texts`."""
+def check_matrix(x: np.ndarray, version: ModelVersion, limit: int, *, dim: int | None = None) -> np.ndarray:
+    """Limits and dimensions (dim: dim_in unless given) for float input already parsed into a (N, D)
+    matrix (the JSON fast path), with the same errors as `vectors_or_texts`."""
+    d = dim or version.dim_in
     if len(x) > limit:
         raise PayloadTooLarge(f"at most {limit} vectors per request, got {len(x)}", param="input")
-    if x.shape[1] != version.dim_in:
+    if x.shape[1] != d:
         raise InvalidContent(f"input[0] has {x.shape[1]} values; model {version.model_name} v{version.version} "
-                             f"expects {version.dim_in}", param="input[0]", code="dimension_mismatch")
+                             f"expects {d}", param="input[0]", code="dimension_mismatch")
     return check_finite(x)
 
 
@@ -284,20 +331,21 @@ def check_finite(x: np.ndarray) -> np.ndarray:
 
 
 def prepare(session: Session, settings: Settings, storage: Storage, cache: ModelCache, *, model: str,
-            version: int | None, alias: str | None,
-            read: Callable[[ModelVersion, int], np.ndarray]) -> Prepared:
+            version: int | None, alias: str | None, read: Callable[[ModelVersion, int], np.ndarray],
+            operation: Callable[[ModelVersion], str] = lambda version: FORWARD) -> Prepared:
     """Resolve the version, read the input with `read(version, max vectors)` (each route has its own
-    wire format), load the model: blocking work, run in the thread pool."""
+    wire format), load the model: blocking work, run in the thread pool. `operation(version)` says
+    which pass serves it (an autoencoder's encode or decode, else the forward pass)."""
     resolved = cache.resolve(session, model, version, alias)
     x = read(resolved, settings.max_transform_vectors)
-    return Prepared(resolved, x, cache.get(resolved, storage))
+    return Prepared(resolved, x, cache.get(resolved, storage), operation(resolved))
 
 
 async def transform(prepared: Prepared, telemetry: Telemetry, *, normalize: bool = False) -> TransformResult:
     """Run the prepared input through the model's batcher (the model runs in the batcher's thread)."""
     label = prepared.loaded.label
     try:
-        y, timing = await prepared.loaded.batcher.submit(prepared.x)  # (N, dim_out)
+        y, timing = await prepared.loaded.batcher_for(prepared.operation).submit(prepared.x)  # (N, dim_out or code_size)
     except Overloaded as exc:
         telemetry.rejected.labels(label).inc()
         raise TooManyRequests(str(exc), retry_after=exc.retry_after) from None

@@ -69,6 +69,32 @@ MAX_STATE_VALUES = 1 << 20  # cells x channels per sample: the default cube has 
 MAX_ACTIVATION_BYTES = 16 << 30  # activations kept for one training batch: the default cube needs about 0.25 GiB
 
 
+def dataset_dims(dataset: Dataset) -> tuple[int, int] | None:
+    """(d_in, d_out) of the dataset's vectors; None for text of a teacher this process does not know."""
+    if dataset.dim_in is not None:
+        return dataset.dim_in, dataset.dim_out
+    from cube.teachers import default_registry  # text pairs, not encoded yet: both sides are the teacher's
+
+    spec = default_registry().get(dataset.teacher)
+    return None if spec is None else (spec.dim, spec.dim)
+
+
+def with_code_size(body: TrainingJobCreate, dataset: Dataset, shape: dict[str, Any]) -> dict[str, Any]:
+    """The model config with the job's bottleneck (`code_size`, autoencoders only; the worker builds it
+    from there), or a 4xx naming `code_size` for a bad combination."""
+    from cube.config import ConfigError, check_code_size
+
+    if "code_size" in shape:
+        raise InvalidRequest("give code_size at the top level of the job, not in architecture",
+                             param="architecture.code_size")
+    dims = dataset_dims(dataset)
+    try:
+        k = check_code_size(body.mode, body.code_size, dims[0] if dims else None)
+    except ConfigError as exc:
+        raise InvalidContent(str(exc), param="code_size", code="invalid_code_size") from None
+    return shape if k is None else {**shape, "code_size": k}
+
+
 def check_architecture(arch: str, shape: dict[str, Any], dataset: Dataset, mode: str, batch_size: int = 1) -> None:
     from cube.config import ConfigError
     from cube.models import check_model_config
@@ -76,14 +102,10 @@ def check_architecture(arch: str, shape: dict[str, Any], dataset: Dataset, mode:
     for key in ("d_in", "d_out"):
         if key in shape:
             raise InvalidRequest(f"architecture.{key} comes from the dataset; leave it out", param=f"architecture.{key}")
-    d_in, d_out = dataset.dim_in, dataset.dim_out
-    if d_in is None:  # text pairs, not encoded yet: both sides become the teacher's vectors
-        from cube.teachers import default_registry
-
-        spec = default_registry().get(dataset.teacher)
-        if spec is None:  # uploads accept registered teachers only: nothing to measure against
-            return
-        d_in = d_out = spec.dim
+    dims = dataset_dims(dataset)
+    if dims is None:  # uploads accept registered teachers only: nothing to measure against
+        return
+    d_in, d_out = dims
     if mode == "autoencoder":
         d_out = d_in
     try:
@@ -100,7 +122,8 @@ def within_caps(dataset: Dataset, mode: str, base_kind: str, shape: dict[str, An
 
     def check(arch: str, settings: dict[str, Any], batch: int) -> None:
         try:
-            check_architecture(arch, {**(shape if arch == base_kind else {}), **settings}, dataset, mode, batch_size=batch)
+            kept = shape if arch == base_kind else {k: v for k, v in shape.items() if k == "code_size"}  # as cube.sweep does
+            check_architecture(arch, {**kept, **settings}, dataset, mode, batch_size=batch)
         except InvalidContent as exc:
             raise ConfigError(exc.message) from None
 
@@ -117,7 +140,7 @@ def create_job(session: Session, settings: Settings, enqueue: Enqueue, body: Tra
                        code="dataset_not_ready")
     from app.services.auto_search import auto_space, check_space
 
-    kind, shape = body.architecture.kind, body.architecture.model_extra or {}
+    kind, shape = body.architecture.kind, with_code_size(body, dataset, body.architecture.model_extra or {})
     search = auto_space(kind, shape, body.hyperparameters)
     if search:  # the job's own checks run on the defaults; the search's largest model is checked below
         kind = "cube" if kind == "auto" else kind

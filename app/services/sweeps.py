@@ -41,7 +41,7 @@ from app.services.access import EVERYONE, Access
 from app.services.datasets import get_dataset
 from app.services import jobs
 from app.services.jobs import (check_architecture, default_model_name, resolve_hyperparameters, resolve_split,
-                               within_caps)
+                               with_code_size, within_caps)
 from app.services.registry import check_model_name
 from app.settings import Settings
 
@@ -127,7 +127,7 @@ def create_sweep(session: Session, settings: Settings, enqueue: Enqueue, body, a
         make_pruner(body.pruner_settings)
     except ConfigError as exc:
         raise InvalidContent(str(exc), param="pruner", code="invalid_sweep") from None
-    shape = body.architecture.model_extra or {}
+    shape = with_code_size(body, dataset, body.architecture.model_extra or {})
     hyper = resolve_hyperparameters(body.hyperparameters, dataset.num_pairs)
     check_architecture(body.architecture.kind, shape, dataset, body.mode, batch_size=hyper["batch_size"])
 
