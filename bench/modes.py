@@ -1,0 +1,130 @@
+"""The cube's other modes, each against its own strongest baseline, on chitchat.
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/modes.py autoencoder [--texts 8000] [--seeds 3] [--k 16 32 64] [--loss L]
+
+autoencoder: MiniLM vectors of the distinct texts (questions and replies) of the first chitchat
+conversations, until `--texts` texts; each text is in the conversation where it first appears, and
+the split is by conversation (80/10/10). For each code size k, `cube.experiment.run_experiment` in
+mode autoencoder: the cube autoencoder and the linear, MLP (parameter-matched) and residual MLP
+autoencoders, all started from PCA-k and trained with the same learning-rate budget chosen on
+validation, `--seeds` seeds each; PCA-k and the mean as closed-form baselines. Test split, read once:
+reconstruction cosine (mean cosine of x and its reconstruction), and R@1 / R@10 / MRR of each
+reconstruction finding its original among all test originals.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CHITCHAT = ROOT / "data" / "chitchat.jsonl"
+
+# A small cube: the bench trains 3 code sizes x 4 methods x (3 learning rates + 2 seeds) on 2 shared cores.
+AUTOENCODER_CUBE = {"grid": [4, 4, 4], "channels": 8, "hidden": 16, "steps": 3}
+
+
+def chitchat_texts(path: Path, n_texts: int) -> tuple[list[str], list[str]]:
+    """The distinct texts (input and target sides) of the first conversations of a `cube data chitchat`
+    file, whole conversations only, until at least `n_texts`; each with its first conversation."""
+    if not path.is_file():
+        from cube.datasets import build_dataset
+
+        print(f"building {path}", file=sys.stderr)
+        build_dataset("chitchat", path)
+    first_group: dict[str, str] = {}
+    last_group = None
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            if len(first_group) >= n_texts and row["group"] != last_group:
+                break
+            for text in (row["input"], row["target"]):
+                first_group.setdefault(text, row["group"])
+            last_group = row["group"]
+    return list(first_group), list(first_group.values())
+
+
+def encode_minilm(texts: list[str]) -> np.ndarray:
+    from cube.commands import default_embedding_cache
+    from cube.encoding import EmbeddingCache, EncodeStats, encode_texts
+    from cube.teachers import get_teacher
+
+    cache, stats, t0 = EmbeddingCache(default_embedding_cache()), EncodeStats(), time.perf_counter()
+    try:
+        x = encode_texts(texts, get_teacher("minilm"), cache, stats=stats)
+    finally:
+        cache.close()
+    print(f"{len(texts)} texts: {stats.cache_hits} from the cache, {stats.encoded} encoded "
+          f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+    return x
+
+
+def cmd_autoencoder(args: argparse.Namespace) -> int:
+    from cube.config import RunConfig, TrainConfig
+    from cube.experiment import run_experiment
+    from cube.pairs import PairData
+    from cube.report import text_table
+
+    texts, groups = chitchat_texts(Path(args.data), args.texts)
+    x = encode_minilm(texts)
+    data = PairData(x, x, np.array(groups))
+    train = TrainConfig(n_epochs=args.epochs, early_stopping_patience=3, loss=args.loss)
+    out = Path(args.out)
+    summary = {"texts": len(texts), "seeds": args.seeds, "cube": AUTOENCODER_CUBE, "train": train.to_dict(), "k": {}}
+    for k in args.k:
+        t0 = time.perf_counter()
+        run = RunConfig(arch="cube", mode="autoencoder", model={**AUTOENCODER_CUBE, "code_size": k}, train=train)
+        result = run_experiment(data, run, out / f"k{k}", seeds=args.seeds, log=lambda m: print(m, file=sys.stderr))
+        report = result.report
+        summary["n"] = report["n"]
+        summary["k"][k] = {"methods": report["methods"], "intervals": report["intervals"], "info": report["info"],
+                           "tuning": report["tuning"]["chosen"], "seconds": round(time.perf_counter() - t0)}
+        print(f"\nk = {k} ({summary['k'][k]['seconds']} s)\n{text_table(report)}", flush=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print("\n" + autoencoder_markdown(summary))
+    return 0
+
+
+def autoencoder_markdown(summary: dict) -> str:
+    """One table per k: reconstruction cosine, R@1, R@10, MRR with 95% intervals over seeds."""
+    order = ["cube", "linear", "mlp", "resmlp", "pca", "mean"]
+    lines = []
+    for k, res in summary["k"].items():
+        lines += [f"k = {k}:", "", "| method | reconstruction cosine | R@1 | R@10 | MRR |", "|---|---|---|---|---|"]
+        for name in order:
+            m, ci = res["methods"][name], res["intervals"].get(name)
+
+            def cell(key: str) -> str:
+                return f"{m[key]:.3f}" + (f" [{ci[key][0]:.3f}, {ci[key][1]:.3f}]" if ci else "")
+
+            lines.append(f"| {name} | {cell('mean_cosine')} | {cell('recall_at_1')} | {cell('recall_at_10')} | {cell('mrr')} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="mode", required=True)
+    p = sub.add_parser("autoencoder", help="cube vs PCA vs linear/MLP/residual-MLP autoencoders at several code sizes")
+    p.add_argument("--data", default=str(CHITCHAT), help="a `cube data chitchat` JSONL (built if missing)")
+    p.add_argument("--texts", type=int, default=8000, help="distinct texts to take from the first conversations")
+    p.add_argument("--k", type=int, nargs="+", default=[16, 32, 64], help="code sizes")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=20, help="at most this many epochs per run (early stopping, patience 3)")
+    p.add_argument("--loss", choices=["infonce", "cosine", "mse"], default="infonce",
+                   help="the trained methods' loss (infonce: retrieval; cosine, mse: reconstruction)")
+    p.add_argument("--out", default=str(ROOT / "runs" / "modes-autoencoder"))
+    p.set_defaults(func=cmd_autoencoder)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
