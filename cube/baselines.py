@@ -3,7 +3,9 @@
 identity     y = x (only when the spaces have the same size)
 mean         y = the mean training target (a constant: high mean cosine, chance-level recall)
 ridge        closed-form ridge regression; lambda chosen on the validation split's MRR
-procrustes   orthogonal map between the centred spaces (same size only)
+lowrank      reduced-rank ridge regression; rank and lambda chosen on the validation split's MRR
+procrustes   orthogonal map between the centred spaces; between spaces of different sizes the
+             smaller one is zero-padded, so the map is semi-orthogonal (W W^T = I on the smaller side)
 
 The trained baselines (linear, mlp, resmlp in `cube.models`) go through the same trainer, loss and
 learning-rate tuning as the cube (`cube.tuning`).
@@ -70,17 +72,55 @@ class Ridge:
         return ((np.asarray(x, np.float64) - self.mx) @ self.w + self.my).astype(np.float32)
 
 
+@dataclass
+class LowRankAffine:
+    """y = my + (x - mx) B_r: the ridge map restricted to the r directions of the target space its
+    fitted values use most (closed-form reduced-rank regression). Rank and lambda on validation MRR."""
+
+    ranks: tuple[int, ...] = (8, 16, 32, 64, 128, 256, 512)
+    lambdas: tuple[float, ...] = Ridge.lambdas
+    name: str = "lowrank"
+    chosen: dict[str, Any] = field(default_factory=dict)
+
+    def fit(self, train: Pairs, val: Pairs) -> "LowRankAffine":
+        x, y = train[0].astype(np.float64), train[1].astype(np.float64)
+        self.mx, self.my = x.mean(0), y.mean(0)
+        xc, yc = x - self.mx, y - self.my
+        evals, evecs = np.linalg.eigh(xc.T @ xc)
+        xty = evecs.T @ (xc.T @ yc)
+        full = min(x.shape[1], y.shape[1])
+        ranks = sorted({r for r in self.ranks if r < full} | {full})
+        best = None
+        for lam in self.lambdas:
+            w = evecs @ (xty / (evals + lam)[:, None])
+            # The fitted values' principal directions in the target space: B_r = B V_r V_r^T.
+            _, _, vt = np.linalg.svd(xc @ w, full_matrices=False)
+            for r in ranks:
+                w_r = (w @ vt[:r].T) @ vt[:r]
+                score = retrieval_metrics((val[0] - self.mx) @ w_r + self.my, val[1])["mrr"]
+                if best is None or score > best[0]:
+                    best = (score, lam, r, w_r)
+        _, self.lam, self.rank, self.w = best
+        self.chosen = {"lambda": self.lam, "rank": self.rank, "val_mrr": best[0]}
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return ((np.asarray(x, np.float64) - self.mx) @ self.w + self.my).astype(np.float32)
+
+
 class Procrustes:
-    """Orthogonal W minimising ||(X - mx) W - (Y - my)||: W = U V^T from the SVD of Xc^T Yc."""
+    """Orthogonal W minimising ||(X - mx) W - (Y - my)||: W = U V^T from the thin SVD of Xc^T Yc.
+
+    When the sizes differ, W (d_in x d_out) is the Procrustes map of the zero-padded smaller space:
+    its rows (d_in < d_out) or columns (d_in > d_out) are orthonormal, so it keeps every distance of
+    the smaller space. Nothing to tune: the centring is fixed and the map is unique."""
 
     name = "procrustes"
 
     def fit(self, train: Pairs, val: Pairs) -> "Procrustes":
         x, y = train[0].astype(np.float64), train[1].astype(np.float64)
-        if x.shape[1] != y.shape[1]:
-            raise ValueError("procrustes needs input and target of the same dimension")
         self.mx, self.my = x.mean(0), y.mean(0)
-        u, _, vt = np.linalg.svd((x - self.mx).T @ (y - self.my))
+        u, _, vt = np.linalg.svd((x - self.mx).T @ (y - self.my), full_matrices=False)
         self.w = u @ vt
         return self
 

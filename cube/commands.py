@@ -155,15 +155,37 @@ def encode_file(path: str, args: argparse.Namespace):
     return data
 
 
-def load_training_data(path: str, args: argparse.Namespace):
+def encode_translation_file(path: str, args: argparse.Namespace):
+    """Texts (or text pairs) -> each text's vector by --teacher (input) and --target-teacher (target)."""
+    from cube.teachers import TeacherNotAvailable, get_teacher
+    from cube.translation import encode_translation, load_translation_texts
+
+    if not args.target_teacher:
+        raise UsageError(f"{path}: translation of text data needs a target teacher (target_teacher): "
+                         "--target-teacher NAME, the teacher whose space the model maps into")
+    if args.target_teacher == args.teacher:
+        raise UsageError(f"target_teacher is the input teacher ({args.teacher}); translation needs two teachers")
+    items = load_translation_texts(path)
+    try:
+        teacher, target = get_teacher(args.teacher), get_teacher(args.target_teacher)
+    except TeacherNotAvailable as exc:
+        raise UsageError(str(exc)) from None
+    cache_dir = Path(args.cache_dir) if args.cache_dir else default_embedding_cache()
+    print(f"{path}: {len(items)} distinct texts, {len(items.links)} pairs; encoding with {teacher.name} "
+          f"({teacher.dim}d) -> {target.name} ({target.dim}d), cache {cache_dir}", file=sys.stderr)
+    return encode_translation(items, teacher, target, cache_dir, batch_size=args.batch_size,
+                              progress=lambda done, total: print(f"  encoded {done}/{total} new texts", file=sys.stderr))
+
+
+def load_training_data(path: str, args: argparse.Namespace, mode: str = "dialogue"):
     """Embedding pairs (NPZ, Parquet, JSONL of vectors), or text pairs (JSONL, CSV) encoded by the
-    teacher through the same cache as `cube encode`."""
+    teacher through the same cache as `cube encode` (translation: by both teachers)."""
     from cube.pairs import load_pairs_file
 
     if not Path(path).is_file():
         raise UsageError(f"data file {path} not found")
     if is_text_pair_file(path):
-        return encode_file(path, args)
+        return encode_translation_file(path, args) if mode == "translation" else encode_file(path, args)
     return load_pairs_file(path)
 
 
@@ -173,7 +195,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from cube.report import collapse_warnings, text_table, tuning_text
 
     run = build_run_config(args.arch, args.config, args.set or [], mode=args.mode)
-    data = concat_pairs([load_training_data(path, args) for path in args.data])
+    if args.target_teacher and run.mode != "translation":
+        raise UsageError(f"--target-teacher (target_teacher) applies to mode translation, not {run.mode}")
+    data = concat_pairs([load_training_data(path, args, run.mode) for path in args.data])
     if len(args.data) > 1:
         counts = np.bincount(data.source, minlength=len(args.data))
         print("pairs per file (after dropping pairs an earlier file already has): "
@@ -300,6 +324,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="embedding pairs (NPZ, Parquet, JSONL of vectors) or text pairs (JSONL, CSV; encoded by "
                         "--teacher); repeat for several files (each pair keeps its file: --set source_weights=[...])")
     add_teacher_options(p)
+    p.add_argument("--target-teacher", default=None,
+                   help="translation of text data: the teacher whose space the model maps into (input: --teacher)")
     p.add_argument("--out", required=True, help="output directory (model/, report.json, report.md, training.png)")
     p.add_argument("--arch", choices=["cube", "linear", "mlp", "resmlp"], default=None, help="default: cube")
     p.add_argument("--mode", choices=MODES, default=None,

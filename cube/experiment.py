@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 
-from cube import autoencoder
+from cube import autoencoder, translation
 from cube.artifacts import save_model, write_json_atomic
 from cube.baselines import Identity, MeanTarget, Procrustes, Ridge
 from cube.config import ConfigError, RunConfig, check_code_size
@@ -106,9 +106,16 @@ def run_experiment(
         + (" (validation and test: question rows only)" if run.split.eval_filter == "question" else ""))
     weights = source_weights(tr, run.train.source_weights)
     build = autoencoder.pca_started(tr.input, code_size) if code_size else build_model
-
-    def judge(pred: np.ndarray) -> dict[str, float]:
-        return evaluate_predictions(pred, te.target, target_mean)
+    # Translation: every method with a linear path starts at Procrustes, its start an epoch-0 candidate,
+    # and the report adds the recovery ratio.
+    translating = run.mode == "translation"
+    if translating:
+        build = translation.ProcrustesStart(train)
+        judge = translation.judge(te, target_mean)
+    else:
+        def judge(pred: np.ndarray) -> dict[str, float]:
+            return evaluate_predictions(pred, te.target, target_mean)
+    fit_options = {"difficulty": tr.difficulty, "sample_weights": weights, "start_candidate": translating}
 
     results: dict[str, list[dict[str, float]]] = {}
     info: dict[str, Any] = {}
@@ -120,7 +127,7 @@ def run_experiment(
         log(f"training {what}: {parameter_count(build_model(arch, config)):,} parameters, "
             f"learning rates {', '.join(f'{lr:g}' for lr in learning_rate_grid(run.train))}")
         tuned = tune(lambda: build(arch, config), train, val, run.train, should_stop=should_stop, log=log,
-                     difficulty=tr.difficulty, sample_weights=weights, **first_run)
+                     **fit_options, **first_run)
         if tuned.cancelled or should_stop():
             raise ExperimentCancelled(tuned.result.epochs_run)
         tuning[arch] = tuned.summary()
@@ -129,8 +136,7 @@ def run_experiment(
             cfg = replace(tuned.cfg, seed=run.train.seed + i)
             torch.manual_seed(cfg.seed)
             model = build(arch, config)
-            result = fit(model, train, val, cfg, callbacks=[StopWhen(should_stop)], difficulty=tr.difficulty,
-                         sample_weights=weights)
+            result = fit(model, train, val, cfg, callbacks=[StopWhen(should_stop)], **fit_options)
             if result.cancelled or should_stop():
                 raise ExperimentCancelled(result.epochs_run)
             runs.append((model, result))
@@ -138,7 +144,8 @@ def run_experiment(
         return runs
 
     # The model the user asked for: its first run carries callbacks and checkpoints (resumable).
-    model_config = {"d_in": data.dim_in, "d_out": data.dim_out, **MODEL_DEFAULTS.get(run.arch, {}), **run.model}
+    defaults = {**MODEL_DEFAULTS.get(run.arch, {}), **(translation.MODEL_DEFAULTS.get(run.arch, {}) if translating else {})}
+    model_config = {"d_in": data.dim_in, "d_out": data.dim_out, **defaults, **run.model}
     run_id = fingerprint(data, run, model_config)
     main_model, main_result = train_seeds(run.arch, model_config, run.arch, callbacks=callbacks,
                                           checkpoint_dir=checkpoint_dir, resume_from=resume_from, fingerprint=run_id)[0]
@@ -147,18 +154,21 @@ def run_experiment(
 
     # Closed-form baselines: deterministic, one run each.
     # (An autoencoder's are PCA at its code size and the mean: x -> x maps have no bottleneck.)
+    # (A translation's add the low-rank affine map, and Procrustes between spaces of any sizes.)
     fixed = ([MeanTarget(), autoencoder.PCA(code_size)] if code_size else
+             translation.fixed_baselines(same_space) if translating else
              [MeanTarget(), Ridge()] + ([Identity(), Procrustes()] if same_space else []))
     for baseline in fixed:
         baseline.fit(train, val)
         results[baseline.name] = [judge(baseline.predict(te.input))]
-    info.update({b.name: b.chosen for b in fixed if b.name in ("ridge", "pca")})
+    info.update({b.name: b.chosen for b in fixed if b.name in ("ridge", "pca", "lowrank")})
 
     # Trained baselines: the same trainer, loss, schedule and tuning budget as the main model.
     n_main = parameter_count(main_model)
     matched = (autoencoder.matched_mlp_hidden(data.dim_in, code_size, n_main) if code_size
                else mlp_hidden_for_params(data.dim_in, data.dim_out, n_main))
-    trained_specs = {"linear": {}, "mlp": {"hidden": matched, **MODEL_DEFAULTS["mlp"]}, "resmlp": {}}
+    trained_specs = {"linear": {}, "mlp": {"hidden": matched, **MODEL_DEFAULTS["mlp"]},
+                     "resmlp": translation.MODEL_DEFAULTS["resmlp"] if translating else {}}
     for arch, extra in trained_specs.items():
         if arch == run.arch:
             continue
@@ -189,6 +199,8 @@ def run_experiment(
         "split": run.split.to_dict(),
         "history": main_result.history,
     }
+    if translating:
+        report["translation"] = translation.summary(te, build.started, start_candidate=True)
     save_model(main_model, out / "model", run.arch, model_config, metadata={"methods": methods, "n": report["n"]})
     write_json_atomic(out / "report.json", report)
     write_markdown(report, out / "report.md")

@@ -53,12 +53,12 @@ class MLPMap(nn.Module):
 
 class ResidualMLP(nn.Module):
     """The Drift-Adapter residual MLP: y = P x + W2 gelu(W1 LayerNorm(x)), P the identity when the
-    spaces have the same size (no parameters) and a learned projection otherwise. W2 starts at zero,
-    so the map starts as P."""
+    spaces have the same size (no parameters) and a learned projection otherwise, or always with
+    `project` (a translation starts P at its Procrustes map). W2 starts at zero, so the map starts as P."""
 
-    def __init__(self, d_in: int, d_out: int, hidden: int = 1024):
+    def __init__(self, d_in: int, d_out: int, hidden: int = 1024, project: bool = False):
         super().__init__()
-        self.project = nn.Identity() if d_in == d_out else nn.Linear(d_in, d_out, bias=False)
+        self.project = nn.Identity() if d_in == d_out and not project else nn.Linear(d_in, d_out, bias=False)
         self.norm = nn.LayerNorm(d_in)
         self.hidden = nn.Linear(d_in, hidden)
         self.out = nn.Linear(hidden, d_out)
@@ -94,7 +94,7 @@ def build_model(arch: str, config: dict[str, Any]) -> nn.Module:
             raise ConfigError(f"linear model takes no options, got {', '.join(sorted(cfg))}")
         return LinearMap(d_in, d_out)
     if arch in ("mlp", "resmlp"):
-        options = {"hidden", "input_norm"} if arch == "mlp" else {"hidden"}
+        options = {"hidden", "input_norm"} if arch == "mlp" else {"hidden", "project"}
         unknown = set(cfg) - options
         if unknown:
             raise ConfigError(f"{arch} model: unknown option(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(options))}")
@@ -102,7 +102,10 @@ def build_model(arch: str, config: dict[str, Any]) -> nn.Module:
         if not isinstance(hidden, int) or isinstance(hidden, bool) or hidden < 1:
             raise ConfigError(f"{arch} hidden must be a positive integer, got {hidden!r}")
         if arch == "resmlp":
-            return ResidualMLP(d_in, d_out, hidden)
+            project = cfg.get("project", False)
+            if not isinstance(project, bool):
+                raise ConfigError(f"resmlp project must be true or false, got {project!r}")
+            return ResidualMLP(d_in, d_out, hidden, project)
         input_norm = cfg.get("input_norm", False)
         if not isinstance(input_norm, bool):
             raise ConfigError(f"mlp input_norm must be true or false, got {input_norm!r}")

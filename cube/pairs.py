@@ -3,7 +3,8 @@
 A pair file holds `input` [N, D_in] and `target` [N, D_out] float arrays, optionally `group` [N]
 (strings: conversation ids; pairs that share a group never straddle two splits), `difficulty` [N]
 and `question` [N] (booleans: the rows `eval_filter=question` scores). Several files combine into
-one PairData with `source` [N], each pair's file (`concat_pairs`).
+one PairData with `source` [N], each pair's file (`concat_pairs`). A translation set of texts may hold
+`link` [M, 2] (integers: rows (question, answer) of one text pair, for the report's recovery ratio).
 Every problem raises `PairFileError` naming the array (`field`) and, where it applies, the row.
 """
 from __future__ import annotations
@@ -54,6 +55,7 @@ class PairData:
     difficulty: np.ndarray | None = None   # (N,) float32 in [0, 1], higher = harder
     question: np.ndarray | None = None     # (N,) bool: a question turn (what eval_filter=question scores)
     source: np.ndarray | None = None       # (N,) int: which of several files the pair came from
+    links: np.ndarray | None = None        # (M, 2) int: row pairs (question, answer) of translated texts
 
     def __len__(self) -> int:
         return int(self.input.shape[0])
@@ -74,7 +76,16 @@ class PairData:
             None if self.difficulty is None else self.difficulty[idx],
             None if self.question is None else self.question[idx],
             None if self.source is None else self.source[idx],
+            None if self.links is None else subset_links(self.links, len(self), idx),
         )
+
+
+def subset_links(links: np.ndarray, n: int, idx: np.ndarray) -> np.ndarray:
+    """The links whose two rows are both in `idx`, renumbered to positions in `idx`."""
+    position = np.full(n, -1, dtype=np.int64)
+    position[np.asarray(idx, dtype=np.int64)] = np.arange(len(idx))
+    moved = position[links]
+    return moved[(moved >= 0).all(axis=1)]
 
 
 def check_matrix(name: str, a: np.ndarray) -> np.ndarray:
@@ -97,7 +108,7 @@ def check_matrix(name: str, a: np.ndarray) -> np.ndarray:
 
 
 def validate_pairs(input: np.ndarray, target: np.ndarray, *, groups=None, difficulty=None, question=None,
-                   min_pairs: int = MIN_PAIRS) -> PairData:
+                   links=None, min_pairs: int = MIN_PAIRS) -> PairData:
     x = check_matrix("input", np.asarray(input))
     y = check_matrix("target", np.asarray(target))
     if x.shape[0] != y.shape[0]:
@@ -121,10 +132,16 @@ def validate_pairs(input: np.ndarray, target: np.ndarray, *, groups=None, diffic
         q = np.asarray(question)
         if q.shape != (x.shape[0],) or q.dtype != np.bool_:
             raise PairFileError(f"'question' must be {x.shape[0]} booleans", field="question")
-    return PairData(x, y, g, d, q)
+    k = None
+    if links is not None:
+        k = np.asarray(links)
+        if k.ndim != 2 or k.shape[1] != 2 or k.dtype.kind not in "iu" or (k.size and (k.min() < 0 or k.max() >= len(x))):
+            raise PairFileError(f"'link' must be [M, 2] row numbers below {x.shape[0]}", field="link")
+        k = k.astype(np.int64)
+    return PairData(x, y, g, d, q, links=k)
 
 
-NPZ_ARRAYS = ("input", "target", "group", "difficulty", "question")
+NPZ_ARRAYS = ("input", "target", "group", "difficulty", "question", "link")
 
 
 def npz_headers(path: str | Path) -> dict[str, tuple[tuple[int, ...], np.dtype, int]]:
@@ -184,7 +201,7 @@ def load_pairs_npz(path: str | Path, *, min_pairs: int = MIN_PAIRS, max_bytes: i
         raise PairFileError(f"not a readable NPZ file: {exc}", field="file") from None
     return validate_pairs(
         arrays["input"], arrays["target"], groups=arrays.get("group"), difficulty=arrays.get("difficulty"),
-        question=arrays.get("question"), min_pairs=min_pairs
+        question=arrays.get("question"), links=arrays.get("link"), min_pairs=min_pairs
     )
 
 
@@ -203,6 +220,8 @@ def save_pairs_npz(path: str | Path, data: PairData) -> None:
         arrays["difficulty"] = data.difficulty
     if data.question is not None:
         arrays["question"] = data.question
+    if data.links is not None:
+        arrays["link"] = data.links
     np.savez(path, **arrays)
 
 
@@ -228,6 +247,10 @@ def concat_pairs(parts: list[PairData]) -> PairData:
     difficulty = None
     if all(p.difficulty is not None for p in parts):
         difficulty = np.concatenate([p.difficulty for p in parts])
+    links = None
+    if any(p.links is not None for p in parts):  # each part's rows move by the rows before it
+        offsets = np.cumsum([0] + [len(p) for p in parts])
+        links = np.concatenate([p.links + offset for p, offset in zip(parts, offsets) if p.links is not None])
     keys = np.array([hashlib.blake2b(a.tobytes() + b.tobytes(), digest_size=16).digest() for a, b in zip(x, y)])
     keep = np.ones(len(x), bool)
     seen: set[bytes] = set()
@@ -240,7 +263,7 @@ def concat_pairs(parts: list[PairData]) -> PairData:
         marked = np.zeros(int(inverse.max()) + 1, bool)
         np.logical_or.at(marked, inverse, question)
         question = marked[inverse]
-    return PairData(x, y, groups, difficulty, question, source).subset(np.flatnonzero(keep))
+    return PairData(x, y, groups, difficulty, question, source, links).subset(np.flatnonzero(keep))
 
 
 @dataclass

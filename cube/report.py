@@ -6,7 +6,9 @@ from typing import Any
 
 COLUMNS = [("recall_at_1", "R@1"), ("recall_at_10", "R@10"), ("mrr", "MRR"), ("mean_cosine", "mean cos"),
            ("centered_cosine", "centred cos"), ("output_spread", "spread")]
-ORDER = ["multi-head", "cube", "linear", "mlp", "resmlp", "pca", "ridge", "procrustes", "identity", "mean"]
+ORDER = ["multi-head", "cube", "linear", "mlp", "resmlp", "pca", "ridge", "lowrank", "procrustes", "identity", "mean"]
+# A translation report of text pairs also has each method's recovery ratio (cube.translation).
+RECOVERY = ("recovery_ratio", "recovery")
 
 
 def _cell(report: dict[str, Any], method: str, key: str) -> str:
@@ -17,10 +19,11 @@ def _cell(report: dict[str, Any], method: str, key: str) -> str:
 
 def table_rows(report: dict[str, Any]) -> list[list[str]]:
     names = sorted(report["methods"], key=lambda m: (ORDER.index(m) if m in ORDER else len(ORDER), m))
-    rows = [["method"] + [title for _, title in COLUMNS]]
+    columns = COLUMNS + ([RECOVERY] if all(RECOVERY[0] in m for m in report["methods"].values()) else [])
+    rows = [["method"] + [title for _, title in columns]]
     for name in names:
         label = f"{name} (trained)" if name == report.get("main") else name
-        rows.append([label] + [_cell(report, name, key) for key, _ in COLUMNS])
+        rows.append([label] + [_cell(report, name, key) for key, _ in columns])
     return rows
 
 

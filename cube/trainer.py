@@ -121,7 +121,7 @@ def _negative_sampler(x_tr: torch.Tensor, y_tr: torch.Tensor, cfg: TrainConfig, 
     return HardNegativeSampler(x_tr, y_tr, cfg.hard_negatives, cfg.negative_max_cosine, device)
 
 
-def _score(val: dict[str, float], monitor: str) -> float:
+def monitor_score(val: dict[str, float], monitor: str) -> float:
     return -val["loss"] if monitor == "loss" else val[monitor]
 
 
@@ -141,6 +141,7 @@ def fit(
     sample_weights: np.ndarray | None = None,
     loss_fn: Callable | None = None,
     val_metrics: Callable[[np.ndarray, np.ndarray], dict[str, float]] | None = None,
+    start_candidate: bool = False,
 ) -> TrainResult:
     """Train `model` in place; on return it holds the best validation epoch's weights.
 
@@ -149,7 +150,9 @@ def fit(
     non-negative number per training pair) makes an epoch draw pairs in proportion to them instead
     of visiting each once. `loss_fn` (pred, target, negatives) replaces the loss `cfg.loss` names and
     `val_metrics` (pred, target) -> metrics the retrieval metrics of the validation split: a model
-    with several read-out heads scores each head in its own space (cube/multiteacher.py).
+    with several read-out heads scores each head in its own space (cube/multiteacher.py). With
+    `start_candidate` the weights the model starts with are epoch 0, a candidate like any epoch: a model that starts from a good map (a translation's Procrustes
+    start) then never ends worse on validation than it began.
 
     Resumes from `resume_from` (a checkpoint directory an earlier run reported) if given, else from
     the newest checkpoint in `checkpoint_dir` when `resume`. `fingerprint` names the run (config and
@@ -190,6 +193,10 @@ def fit(
         if state.cuda_rng_state and device.type == "cuda":
             torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state.cuda_rng_state])
         resumed_from = state.epoch
+    start_val = None
+    if start_candidate and ckpt is None:
+        start_val = evaluate_split(model, x_va, y_va, loss_fn, device, val_metrics)
+        state.best_score, state.best_epoch = monitor_score(start_val, cfg.monitor), 0
 
     started = time.perf_counter()
     cancelled = stopped_early = False
@@ -234,7 +241,7 @@ def fit(
             raise TrainingDiverged(f"the training loss became {train_loss} in epoch {state.epoch}; "
                                    "try a lower learning_rate or a grad_clip")
         val_scores = evaluate_split(model, x_va, y_va, loss_fn, device, val_metrics)
-        score = _score(val_scores, cfg.monitor)
+        score = monitor_score(val_scores, cfg.monitor)
         improved = state.best_score is None or score > state.best_score
         if improved:
             state.best_score, state.best_epoch, state.bad_epochs = score, state.epoch, 0
@@ -264,7 +271,8 @@ def fit(
     model.load_state_dict(best_weights)
     model.eval()
     return TrainResult(state.history, state.best_epoch, state.best_score, state.epoch, stopped_early, cancelled,
-                       resumed_from, str(device), time.perf_counter() - started)
+                       resumed_from, str(device), time.perf_counter() - started,
+                       extra={} if start_val is None else {"start_val": start_val})
 
 
 @torch.no_grad()

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from cube.config import TrainConfig
-from cube.trainer import StopTraining, TrainResult, fit
+from cube.trainer import StopTraining, TrainResult, fit, monitor_score
 
 Pairs = tuple[np.ndarray, np.ndarray]
 LR_STEP = 4.0  # the grid's ratio between neighbouring learning rates
@@ -90,8 +90,14 @@ def tune(
                      checkpoint_dir=checkpoint_dir if i == 0 else None, resume_from=resume_from if i == 0 else None,
                      fingerprint=fingerprint, **fit_kwargs, **(per_trial() if per_trial else {}))
         score = result.best_score if result.best_score is not None else float("-inf")
-        trials.append({"learning_rate": lr, "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
-                       f"val_{cfg.monitor}": score, "seconds": round(time.perf_counter() - t0, 1)})
+        trial = {"learning_rate": lr, "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+                 f"val_{cfg.monitor}": score, "seconds": round(time.perf_counter() - t0, 1)}
+        if "start_val" in result.extra:  # the start was a candidate: what it scored, and the best trained epoch
+            trial[f"val_{cfg.monitor}_at_start"] = monitor_score(result.extra["start_val"], cfg.monitor)
+            trial[f"val_{cfg.monitor}_best_trained_epoch"] = max(
+                (monitor_score({k[4:]: v for k, v in h.items() if k.startswith("val_")}, cfg.monitor) for h in result.history),
+                default=None)
+        trials.append(trial)
         log(f"  learning rate {lr:g}: best validation {cfg.monitor} {score:.4f} at epoch {result.best_epoch}")
         if result.cancelled:
             return Tuned(model, result, trial_cfg, trials, cancelled=True)
