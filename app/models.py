@@ -40,6 +40,7 @@ class Dataset(Base):
     dim_in: Mapped[int | None] = mapped_column(Integer)
     dim_out: Mapped[int | None] = mapped_column(Integer)
     teacher: Mapped[str | None] = mapped_column(String(200))
+    target_teacher: Mapped[str | None] = mapped_column(String(200))  # translation: the targets' teacher
     status: Mapped[str] = mapped_column(String(20))               # app.jobs.states.DatasetStatus
     error: Mapped[str | None] = mapped_column(Text)
     storage_key: Mapped[str] = mapped_column(String(300))         # the uploaded file
@@ -211,6 +212,7 @@ class ModelVersion(Base):
     dim_in: Mapped[int] = mapped_column(Integer)
     dim_out: Mapped[int] = mapped_column(Integer)
     teacher: Mapped[str | None] = mapped_column(String(200))
+    target_teacher: Mapped[str | None] = mapped_column(String(200))  # translation: the output space's teacher
     parameters: Mapped[int] = mapped_column(BigInteger)
     evaluation: Mapped[dict[str, Any]] = mapped_column(JSON)
     artifact_key: Mapped[str] = mapped_column(String(300))

@@ -104,13 +104,14 @@ def cmd_datasets(args: argparse.Namespace, client, console: Console) -> int:
     if args.action == "upload":
         metadata = json_arg(args.metadata, "--metadata")
         if args.json:
-            ds = client.datasets.upload(args.path, kind=args.kind, name=args.name, teacher=args.teacher, metadata=metadata)
+            ds = client.datasets.upload(args.path, kind=args.kind, name=args.name, teacher=args.teacher, metadata=metadata,
+                                        target_teacher=args.target_teacher)
         else:
             with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
                           TransferSpeedColumn(), console=make_console(stderr=True)) as bar:
                 task = bar.add_task(f"uploading {args.path}", total=None)
                 ds = client.datasets.upload(args.path, kind=args.kind, name=args.name, teacher=args.teacher,
-                                            metadata=metadata,
+                                            metadata=metadata, target_teacher=args.target_teacher,
                                             on_progress=lambda sent, total: bar.update(task, completed=sent, total=total))
         return show(args, ds, console)
     if args.action == "list":
@@ -257,6 +258,7 @@ def add_remote_commands(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--kind", choices=["embedding_pairs", "text_pairs"], help="default: guessed from the file")
     a.add_argument("--name")
     a.add_argument("--teacher", help="text pairs: the teacher that encodes them (server default: minilm)")
+    a.add_argument("--target-teacher", help="texts for translation: the teacher whose space a model maps them into")
     a.add_argument("--metadata", help="a JSON object kept with the dataset")
     paging(actions.add_parser("list", parents=[common], help="the newest datasets"))
     for action in ("show", "delete"):

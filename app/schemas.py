@@ -67,12 +67,14 @@ class DatasetOut(BaseModel):
     status: str
     error: str | None
     metadata: dict[str, Any] | None = None
+    target_teacher: str | None = None  # translation: texts also encoded by this teacher, as targets
 
     @classmethod
     def of(cls, d: models.Dataset) -> "DatasetOut":
         return cls(id=d.id, created_at=int(d.created_at), name=d.name, kind=d.kind, format=d.format, filename=d.filename,
                    bytes=d.bytes, sha256=d.sha256, num_pairs=d.num_pairs, dim_in=d.dim_in, dim_out=d.dim_out,
-                   teacher=d.teacher, status=d.status, error=d.error, metadata=d.metadata_)
+                   teacher=d.teacher, status=d.status, error=d.error, metadata=d.metadata_,
+                   target_teacher=d.target_teacher)
 
 
 # ---- training jobs --------------------------------------------------------------------------
@@ -293,13 +295,15 @@ class ModelVersionOut(BaseModel):
     aliases: list[str]
     description: str | None = None
     tags: list[str] = []
+    # Translation: the teacher whose space the output is in (text input is encoded by `teacher`).
+    target_teacher: str | None = None
 
     @classmethod
     def of(cls, v: models.ModelVersion, aliases: list[str]) -> "ModelVersionOut":
         return cls(id=v.id, created_at=int(v.created_at), model=v.model_name, version=v.version, status=v.status,
                    source_job_id=v.source_job_id, arch=v.arch, dim_in=v.dim_in, dim_out=v.dim_out, teacher=v.teacher,
                    parameters=v.parameters, evaluation=v.evaluation, promotion=v.promotion, aliases=sorted(aliases),
-                   description=v.description, tags=v.tags or [])
+                   description=v.description, tags=v.tags or [], target_teacher=v.target_teacher)
 
 
 class ModelOut(BaseModel):

@@ -92,11 +92,11 @@ class ProgressReader:
 
 def upload(path: str | os.PathLike, *, kind: str | None, name: str | None, teacher: str | None,
            metadata: dict[str, Any] | None, on_progress: Callable[[int, int], None] | None,
-           idempotency_key: str | None) -> Operation:
+           idempotency_key: str | None, target_teacher: str | None = None) -> Operation:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    fields = {"kind": kind or guess_kind(path), "name": name, "teacher": teacher,
+    fields = {"kind": kind or guess_kind(path), "name": name, "teacher": teacher, "target_teacher": target_teacher,
               "metadata": json.dumps(metadata) if metadata is not None else None}
     total = path.stat().st_size
 

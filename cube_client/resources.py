@@ -27,11 +27,14 @@ class _Resource:
 class Datasets(_Resource):
     def upload(self, path: str | os.PathLike, *, kind: str | None = None, name: str | None = None,
                teacher: str | None = None, metadata: dict[str, Any] | None = None,
-               on_progress: Callable[[int, int], None] | None = None, idempotency_key: str | None = None):
+               on_progress: Callable[[int, int], None] | None = None, idempotency_key: str | None = None,
+               target_teacher: str | None = None):
         """Upload a pair file (NPZ, Parquet, JSONL, CSV). `kind` (`embedding_pairs` or `text_pairs`) is
-        guessed from the file when not given; `on_progress(bytes_sent, total_bytes)` as it streams."""
+        guessed from the file when not given; `on_progress(bytes_sent, total_bytes)` as it streams.
+        `target_teacher`: texts for a translation job, each encoded by `teacher` and by it."""
         return self._client._run(operations.upload(path, kind=kind, name=name, teacher=teacher, metadata=metadata,
-                                                   on_progress=on_progress, idempotency_key=idempotency_key))
+                                                   on_progress=on_progress, idempotency_key=idempotency_key,
+                                                   target_teacher=target_teacher))
 
     def list(self, *, after: str | None = None, limit: int | None = None):
         return self._get("/v1/datasets", after=after, limit=limit)

@@ -21,17 +21,19 @@ def upload_dataset(session: SessionDep, settings: SettingsDep, storage: StorageD
                    file: Annotated[UploadFile, File()], kind: Annotated[str, Form()],
                    name: Annotated[str | None, Form()] = None, teacher: Annotated[str | None, Form()] = None,
                    metadata: Annotated[str | None, Form()] = None,
+                   target_teacher: Annotated[str | None, Form()] = None,
                    idempotency_key: Annotated[str | None, Header()] = None) -> JSONResponse:
     """Upload a pair file (multipart): embedding pairs are ready at once, text pairs after encoding."""
     def create():
         dataset = datasets.create_dataset(session, settings, storage, enqueue, file.file, filename=file.filename or "upload",
-                                          kind=kind, name=name, teacher=teacher, metadata=metadata, access=access)
+                                          kind=kind, name=name, teacher=teacher, metadata=metadata, access=access,
+                                          target_teacher=target_teacher)
         return 201, DatasetOut.of(dataset).model_dump(mode="json")
 
     body_hash = None
     if idempotency_key is not None:
         body_hash = idempotency.fingerprint(datasets.file_sha256(file.file), kind, name or "", teacher or "", metadata or "",
-                                            file.filename or "")
+                                            file.filename or "", *([target_teacher] if target_teacher else []))
     status, out, replayed = idempotency.run_once(session, idempotency_key, "POST /v1/datasets", body_hash or "", create,
                                                  api_key_id=access.key_id, ttl_seconds=settings.idempotency_ttl_seconds)
     return JSONResponse(out, status_code=status, headers={"idempotent-replayed": "true"} if replayed else None)

@@ -90,9 +90,10 @@ def file_error(exc) -> InvalidContent | PayloadTooLarge:
     return InvalidContent(exc.message, code="invalid_file", param="file", line=exc.line, field=exc.field, row=exc.row)
 
 
-def validate_file(path: Path, kind: str, fmt: str, settings: Settings) -> Validated:
+def validate_file(path: Path, kind: str, fmt: str, settings: Settings, *, translation: bool = False) -> Validated:
     """Check the file's content; array files are first checked against `max_dataset_bytes` from their
-    headers and metadata, so memory stays bounded whatever sizes a file claims."""
+    headers and metadata, so memory stays bounded whatever sizes a file claims. Texts for translation
+    (a target teacher) may be single texts; `num_pairs` counts their distinct texts, the items."""
     from cube.pairs import PairFileError
 
     try:
@@ -109,6 +110,10 @@ def validate_file(path: Path, kind: str, fmt: str, settings: Settings) -> Valida
         if fmt not in ("jsonl", "csv"):
             raise InvalidContent(f"text_pairs must be JSONL or CSV, got a {fmt} file; did you mean kind=embedding_pairs?",
                                  code="wrong_kind", param="kind")
+        if translation:
+            from cube.translation import load_translation_texts
+
+            return Validated(len(load_translation_texts(path, fmt=fmt, min_texts=settings.min_pairs)), None, None)
         from cube.textpairs import load_text_pairs
 
         pairs_ = load_text_pairs(path, fmt=fmt, min_pairs=settings.min_pairs)
@@ -117,7 +122,7 @@ def validate_file(path: Path, kind: str, fmt: str, settings: Settings) -> Valida
         raise file_error(exc) from None
 
 
-def check_teacher(kind: str, teacher: str | None) -> str | None:
+def check_teacher(kind: str, teacher: str | None, param: str = "teacher") -> str | None:
     if kind == "embedding_pairs":
         return teacher  # informational: which space the vectors are in
     from cube.teachers import DEFAULT_TEACHER, get_teacher
@@ -126,8 +131,19 @@ def check_teacher(kind: str, teacher: str | None) -> str | None:
     try:
         get_teacher(name)
     except (KeyError, ValueError) as exc:
-        raise InvalidRequest(f"unknown teacher {name!r}: {exc}", param="teacher", code="unknown_teacher") from None
+        raise InvalidRequest(f"unknown {param} {name!r}: {exc}", param=param, code="unknown_teacher") from None
     return name
+
+
+def check_target_teacher(kind: str, teacher: str | None, target_teacher: str | None) -> str | None:
+    """Translation data: the teacher of the targets, installed and not the input teacher."""
+    if target_teacher is None or kind == "embedding_pairs":
+        return target_teacher
+    check_teacher(kind, target_teacher, "target_teacher")
+    if target_teacher == teacher:
+        raise InvalidRequest(f"target_teacher is the input teacher ({teacher}); translation needs two teachers",
+                             param="target_teacher", code="same_teacher")
+    return target_teacher
 
 
 def parse_metadata(raw: str | None) -> dict[str, Any] | None:
@@ -146,23 +162,24 @@ def parse_metadata(raw: str | None) -> dict[str, Any] | None:
 
 def create_dataset(session: Session, settings: Settings, storage: Storage, enqueue: Enqueue, source: IO[bytes], *,
                    filename: str, kind: str, name: str | None, teacher: str | None, metadata: str | None,
-                   access: Access = EVERYONE) -> Dataset:
+                   access: Access = EVERYONE, target_teacher: str | None = None) -> Dataset:
     if kind not in KINDS:
         raise InvalidRequest(f"kind must be one of {', '.join(KINDS)}, got {kind!r}", param="kind", code="invalid_kind")
-    for param, value, limit in (("name", name, 200), ("teacher", teacher, 200)):
+    for param, value, limit in (("name", name, 200), ("teacher", teacher, 200), ("target_teacher", target_teacher, 200)):
         if value is not None and not 1 <= len(check_text(value, param)) <= limit:
             raise InvalidRequest(f"{param} must be 1-{limit} characters", param=param)
     # Only informational (storage keys are server-made), but stored, so it must be storable text.
     filename = Path(check_text(filename, "file")).name[-300:] or "upload"
     meta = parse_metadata(metadata)
     teacher = check_teacher(kind, teacher)
+    target_teacher = check_target_teacher(kind, teacher, target_teacher)
     tmp, size, sha = stream_to_temp(source, storage, settings.max_upload_bytes)
     stored_key = None
     try:
         if size == 0:
             raise InvalidContent("the file is empty", code="invalid_file", param="file", field="file")
         fmt = detect_format(tmp, filename)
-        checked = validate_file(tmp, kind, fmt, settings)
+        checked = validate_file(tmp, kind, fmt, settings, translation=target_teacher is not None)
         ds_id = new_id("dataset")
         stored_key = f"datasets/{ds_id}/data.{fmt}"
         storage.put_file(tmp, stored_key)
@@ -170,6 +187,7 @@ def create_dataset(session: Session, settings: Settings, storage: Storage, enque
         dataset = Dataset(
             id=ds_id, name=name or Path(filename).stem[:200] or ds_id, kind=kind, format=fmt, filename=filename, bytes=size,
             sha256=sha, num_pairs=checked.num_pairs, dim_in=checked.dim_in, dim_out=checked.dim_out, teacher=teacher,
+            target_teacher=target_teacher,
             status=DatasetStatus.READY if ready else DatasetStatus.VALIDATING, error=None, storage_key=stored_key,
             pairs_key=stored_key if ready else None, metadata_=meta, created_at=time.time(), owner_key_id=access.key_id,
         )

@@ -1,5 +1,6 @@
-"""Text datasets: the worker encodes validated text pairs with the dataset's teacher, stores the
-embedding pairs, marks the dataset ready, and releases the jobs that waited for it."""
+"""Text datasets: the worker encodes validated text pairs with the dataset's teacher (a translation
+dataset: each text by its teacher and its target teacher), stores the embedding pairs, marks the
+dataset ready, and releases the jobs that waited for it."""
 from __future__ import annotations
 
 import logging
@@ -24,6 +25,7 @@ def encode_dataset(settings: Settings, dataset_id: str, enqueue: Callable[..., N
         if dataset is None or dataset.status != DatasetStatus.VALIDATING:
             return "skipped"  # a duplicate message, or deleted meanwhile
         source_key, fmt, teacher_name = dataset.storage_key, dataset.format, dataset.teacher
+        target_name = dataset.target_teacher
     pairs_key = f"datasets/{dataset_id}/pairs.npz"
     try:
         from cube.encoding import encode_text_pairs
@@ -32,8 +34,18 @@ def encode_dataset(settings: Settings, dataset_id: str, enqueue: Callable[..., N
         from cube.textpairs import load_text_pairs
 
         with storage.workspace(f"encode-{dataset_id}") as workspace:
-            text_pairs = load_text_pairs(storage.stage(source_key, workspace), fmt=fmt, min_pairs=settings.min_pairs)
-        data = encode_text_pairs(text_pairs, get_teacher(teacher_name), settings.teacher_cache)
+            source = storage.stage(source_key, workspace)
+            if target_name:
+                from cube.translation import encode_translation, load_translation_texts
+
+                items = load_translation_texts(source, fmt=fmt, min_texts=settings.min_pairs)
+            else:
+                text_pairs = load_text_pairs(source, fmt=fmt, min_pairs=settings.min_pairs)
+        if target_name:
+            data = encode_translation(items, get_teacher(teacher_name), get_teacher(target_name), settings.teacher_cache,
+                                      min_pairs=settings.min_pairs)
+        else:
+            data = encode_text_pairs(text_pairs, get_teacher(teacher_name), settings.teacher_cache)
         with tempfile.NamedTemporaryFile(dir=storage.temp_dir(), suffix=".npz", delete=False) as tmp:
             save_pairs_npz(tmp.name, data)
         storage.put_file(Path(tmp.name), pairs_key)

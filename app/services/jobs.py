@@ -76,7 +76,8 @@ def dataset_dims(dataset: Dataset) -> tuple[int, int] | None:
     from cube.teachers import default_registry  # text pairs, not encoded yet: both sides are the teacher's
 
     spec = default_registry().get(dataset.teacher)
-    return None if spec is None else (spec.dim, spec.dim)
+    target = default_registry().get(dataset.target_teacher or dataset.teacher)  # translation: the target's
+    return None if spec is None or target is None else (spec.dim, target.dim)
 
 
 def with_code_size(body: TrainingJobCreate, dataset: Dataset, shape: dict[str, Any]) -> dict[str, Any]:
@@ -99,6 +100,7 @@ def check_architecture(arch: str, shape: dict[str, Any], dataset: Dataset, mode:
     from cube.config import ConfigError
     from cube.models import check_model_config
 
+    check_mode_fits(dataset, mode)
     for key in ("d_in", "d_out"):
         if key in shape:
             raise InvalidRequest(f"architecture.{key} comes from the dataset; leave it out", param=f"architecture.{key}")
@@ -114,6 +116,21 @@ def check_architecture(arch: str, shape: dict[str, Any], dataset: Dataset, mode:
                            max_activation_bytes=MAX_ACTIVATION_BYTES, batch_size=batch_size)
     except (ConfigError, TypeError) as exc:
         raise InvalidContent(str(exc), param="architecture", code="invalid_architecture") from None
+
+
+def check_mode_fits(dataset: Dataset, mode: str) -> None:
+    """Texts become translation items only with a target teacher, and a dataset of translation items
+    (each text in two spaces) trains translation only."""
+    if dataset.kind != "text_pairs":
+        return
+    if mode == "translation" and not dataset.target_teacher:
+        raise InvalidContent(f"dataset {dataset.id} holds texts encoded by one teacher; a translation job needs a "
+                             "text dataset uploaded with a target_teacher (the teacher whose space the model maps into)",
+                             param="target_teacher", code="target_teacher_missing")
+    if dataset.target_teacher and mode != "translation":
+        raise InvalidContent(f"dataset {dataset.id} pairs each text's {dataset.teacher} vector with its "
+                             f"{dataset.target_teacher} vector: it trains mode translation, not {mode}",
+                             param="mode", code="mode_mismatch")
 
 
 def within_caps(dataset: Dataset, mode: str, base_kind: str, shape: dict[str, Any]) -> Callable[[str, dict[str, Any], int], None]:

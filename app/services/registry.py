@@ -12,12 +12,18 @@ from sqlalchemy.orm import Session, object_session
 
 from app.errors import Conflict, InvalidRequest, NotFound
 from app.ids import new_id
-from app.models import ModelAlias, ModelEvaluation, ModelVersion, RegisteredModel, TrainingJob
+from app.models import Dataset, ModelAlias, ModelEvaluation, ModelVersion, RegisteredModel, TrainingJob
 from app.schemas import Annotations
 from app.services.access import EVERYONE, Access
 from app.services.promotion import DEFAULT_ALIAS, policy_of, promote
 from app.storage import Storage
 from app.webhooks import outbox
+
+
+def target_teacher_of(session: Session, job: TrainingJob) -> str | None:
+    """A translation job's output space: its dataset's target teacher (None for vectors given as such)."""
+    dataset = session.get(Dataset, job.dataset_id)
+    return dataset.target_teacher if job.mode == "translation" and dataset is not None else None
 
 
 def register_version(session: Session, job: TrainingJob, *, arch: str, dim_in: int, dim_out: int, teacher: str | None,
@@ -35,6 +41,7 @@ def register_version(session: Session, job: TrainingJob, *, arch: str, dim_in: i
     model.highest_version = number
     version = ModelVersion(id=new_id("model_version"), model_name=job.model_name, version=number, status="ready",
                            source_job_id=job.id, arch=arch, dim_in=dim_in, dim_out=dim_out, teacher=teacher,
+                           target_teacher=target_teacher_of(session, job),
                            parameters=parameters, evaluation=evaluation, artifact_key=artifact_key,
                            description=job.description, tags=job.tags, created_at=time.time())
     session.add(version)

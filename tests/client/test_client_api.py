@@ -79,6 +79,14 @@ def test_invalid_upload_is_a_validation_error_naming_the_field(client, tmp_path)
     assert err.value.status == 422 and err.value.line == 2 and err.value.field == "input", err.value.body
 
 
+def test_upload_passes_the_target_teacher(client, tmp_path):
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text("".join(f'{{"text": "sentence {i}"}}\n' for i in range(25)))
+    with pytest.raises(ValidationError) as err:  # the server saw the field: it names it
+        client.datasets.upload(texts, teacher="minilm", target_teacher="no-such-teacher")
+    assert err.value.status == 400 and err.value.param == "target_teacher", err.value.body
+
+
 def test_create_is_idempotent_with_a_key(client, trained):
     body = dict(dataset_id=trained["dataset_id"], model="client-idem", architecture=TINY_CUBE,
                 hyperparameters={"n_epochs": 1}, idempotency_key="client-test-1")

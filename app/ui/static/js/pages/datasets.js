@@ -45,6 +45,7 @@ function uploadForm(reload) {
       el("option", {value: "text_pairs"}, "text pairs (.jsonl, .csv)")),
     name: el("input", {name: "name", placeholder: "name (default: the file's)", maxlength: 200}),
     teacher: el("input", {name: "teacher", placeholder: "teacher (text pairs only)"}),
+    target_teacher: el("input", {name: "target_teacher", placeholder: "target teacher (texts for translation)"}),
   };
   const error = errorBox(null);
   error.id = "upload-error";
@@ -56,7 +57,7 @@ function uploadForm(reload) {
     const form = new FormData();
     form.set("file", fields.file.files[0]);
     form.set("kind", fields.kind.value);
-    for (const key of ["name", "teacher"]) if (fields[key].value.trim()) form.set(key, fields[key].value.trim());
+    for (const key of ["name", "teacher", "target_teacher"]) if (fields[key].value.trim()) form.set(key, fields[key].value.trim());
     button.disabled = true;
     try {
       await api("v1/datasets", {method: "POST", form});
@@ -72,5 +73,6 @@ function uploadForm(reload) {
     el("h2", {}, "Upload a dataset"),
     el("label", {}, "File ", fields.file), el("label", {}, "Kind ", fields.kind),
     el("label", {}, "Name ", fields.name), el("label", {}, "Teacher ", fields.teacher),
+    el("label", {}, "Target teacher ", fields.target_teacher),
     error, button);
 }

@@ -142,7 +142,7 @@ export async function versionPage(main, params, signal) {
     el("dl", {class: "summary"},
       item("Status", el("span", {class: `status status-${v.status}`}, v.status)),
       item("Architecture", `${v.arch}, ${v.dim_in} → ${v.dim_out}, ${v.parameters.toLocaleString()} parameters`),
-      item("Teacher", v.teacher || "—"),
+      item("Teacher", v.target_teacher ? `${v.teacher} → ${v.target_teacher} (translation)` : (v.teacher || "—")),
       item("Aliases", v.aliases.join(", ") || "—"),
       item("Trained by", el("a", {href: `#/jobs/${enc(v.source_job_id)}`}, v.source_job_id)),
       item("Created", when(v.created_at)),
