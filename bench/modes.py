@@ -1,6 +1,7 @@
 """The cube's other modes, each against its own strongest baseline, on chitchat.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/modes.py autoencoder [--texts 8000] [--seeds 3] [--k 16 32 64] [--loss L]
+    OMP_NUM_THREADS=1 .venv/bin/python bench/modes.py translation [--pairs 4000] [--seeds 3] [--epochs 10]
 
 autoencoder: MiniLM vectors of the distinct texts (questions and replies) of the first chitchat
 conversations, until `--texts` texts; each text is in the conversation where it first appears, and
@@ -10,11 +11,24 @@ autoencoders, all started from PCA-k and trained with the same learning-rate bud
 validation, `--seeds` seeds each; PCA-k and the mean as closed-form baselines. Test split, read once:
 reconstruction cosine (mean cosine of x and its reconstruction), and R@1 / R@10 / MRR of each
 reconstruction finding its original among all test originals.
+
+translation: MiniLM (384d) -> mpnet (768d) on the texts of `chitchat_subset` (the question -> reply
+rows of the first conversations, about `--pairs` rows). Every distinct text is one item, encoded by
+both teachers through the embedding cache, in the conversation where it first appears; the split
+is by conversation, 80/10/10. `cube.experiment.run_experiment` in mode translation: the cube,
+the linear map, the parameter-matched MLP and the residual MLP, each started at the Procrustes map
+of the training split with that start as their epoch-0 candidate, trained with the same learning-rate
+budget chosen on validation, `--seeds` seeds each; Procrustes (zero-padded, semi-orthogonal), ridge
+(lambda on validation), low-rank affine (rank and lambda on validation) and the mean as closed-form
+baselines. The test split, read once: R@1 / R@10 of each text's own mpnet vector among all test
+texts' mpnet vectors, and the recovery ratio of question -> reply R@10 (translated questions against
+natively encoded replies, over native questions against them).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -109,6 +123,87 @@ def autoencoder_markdown(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def chitchat_subset(path: str | Path, n_pairs: int) -> list[dict]:
+    """The rows of the first conversations of a `cube data chitchat` file, in file order, whole
+    conversations only, until at least `n_pairs` rows: a deterministic subset others can reuse (its
+    vectors are in the embedding cache once encoded)."""
+    path = Path(path)
+    if not path.is_file():
+        from cube.datasets import build_dataset
+
+        print(f"building {path}", file=sys.stderr)
+        build_dataset("chitchat", path)
+    rows: list[dict] = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            if len(rows) >= n_pairs and row["group"] != rows[-1]["group"]:
+                break
+            rows.append(row)
+    return rows
+
+
+def _interval(report: dict, method: str, key: str) -> str:
+    value = report["methods"][method][key]
+    ci = report["intervals"].get(method, {}).get(key)
+    return f"{value:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else f"{value:.4f}"
+
+
+def translation_table(report: dict) -> str:
+    """Per method: R@1, R@10, recovery ratio (mean and 95% interval over seeds where trained)."""
+    order = ["cube", "resmlp", "mlp", "linear", "procrustes", "lowrank", "ridge", "mean"]
+    lines = ["| method | R@1 | R@10 | recovery ratio | chosen on validation |", "|---|---|---|---|---|"]
+    for name in [m for m in order if m in report["methods"]]:
+        chosen = report["tuning"]["chosen"].get(name)
+        what = (f"lr {chosen['learning_rate']:g}, best epoch {chosen['best_epoch']}" if chosen
+                else ", ".join(f"{k} {v:g}" for k, v in report["info"].get(name, {}).items() if k != "val_mrr"))
+        lines.append(f"| {name} | {_interval(report, name, 'recall_at_1')} | {_interval(report, name, 'recall_at_10')} "
+                     f"| {_interval(report, name, 'recovery_ratio')} | {what or '-'} |")
+    return "\n".join(lines)
+
+
+def start_table(report: dict) -> str:
+    """Did training beat the Procrustes start on validation? Per trained method and learning rate."""
+    monitor = report["tuning"]["monitor"]
+    lines = [f"| method | learning rate | validation {monitor} at the start (epoch 0) | best trained epoch's | "
+             "best epoch |", "|---|---|---|---|---|"]
+    for name, chosen in report["tuning"]["chosen"].items():
+        for t in chosen["trials"]:
+            lines.append(f"| {name} | {t['learning_rate']:g} | {t[f'val_{monitor}_at_start']:.4f} | "
+                         f"{t[f'val_{monitor}_best_trained_epoch']:.4f} | {t['best_epoch']} |")
+    return "\n".join(lines)
+
+
+def cmd_translation(args: argparse.Namespace) -> int:
+    from cube.commands import default_embedding_cache
+    from cube.config import RunConfig, TrainConfig
+    from cube.experiment import run_experiment
+    from cube.teachers import get_teacher
+    from cube.translation import encode_translation, text_items
+
+    rows = chitchat_subset(args.data, args.pairs)
+    items = text_items([(r["input"], r["target"]) for r in rows], [r["group"] for r in rows])
+    t0 = time.perf_counter()
+    data = encode_translation(items, get_teacher("minilm"), get_teacher("mpnet"), default_embedding_cache(),
+                              progress=lambda done, total: print(f"  encoded {done}/{total}", file=sys.stderr))
+    print(f"{len(rows)} rows of {len({r['group'] for r in rows})} conversations: {len(items)} texts, "
+          f"{len(items.links)} question -> reply links; encoded in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    train = TrainConfig(n_epochs=args.epochs, early_stopping_patience=args.patience, tuning_budget=args.budget)
+    run = RunConfig(arch="cube", mode="translation", train=train)
+    t0 = time.perf_counter()
+    result = run_experiment(data, run, Path(args.out), seeds=args.seeds, log=lambda m: print(m, file=sys.stderr))
+    report = result.report
+    t = report["translation"]
+    command = "OMP_NUM_THREADS=1 .venv/bin/python bench/modes.py " + shlex.join(sys.argv[1:])
+    print(f"`{command}` ({time.perf_counter() - t0:.0f} s of training)\n\n"
+          f"{report['n']['train']} / {report['n']['val']} / {report['n']['test']} texts (train / validation / "
+          f"test); {t['test_links']} question -> reply links in the test split, native mpnet question -> reply "
+          f"R@10 {t['native_qa_recall_at_10']:.4f}; {args.seeds} seeds.\n")
+    print(translation_table(report) + "\n")
+    print(start_table(report))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -122,6 +217,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="the trained methods' loss (infonce: retrieval; cosine, mse: reconstruction)")
     p.add_argument("--out", default=str(ROOT / "runs" / "modes-autoencoder"))
     p.set_defaults(func=cmd_autoencoder)
+    p = sub.add_parser("translation", help="MiniLM -> mpnet on chitchat texts")
+    p.add_argument("--data", default=str(CHITCHAT), help="a `cube data chitchat` file (built if missing)")
+    p.add_argument("--pairs", type=int, default=4000, help="rows of the first conversations (whole conversations)")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--patience", type=int, default=3)
+    p.add_argument("--budget", type=int, default=3, help="learning rates tried per trained method")
+    p.add_argument("--out", default=str(ROOT / "runs" / "modes-translation"))
+    p.set_defaults(func=cmd_translation)
     args = parser.parse_args(argv)
     return args.func(args)
 
