@@ -26,6 +26,12 @@ def now() -> float:
     return time.time()
 
 
+def teacher_names(target_teacher: str | None) -> list[str]:
+    """The names in a `target_teacher` column: one (translation) or several, comma-separated
+    (multi-teacher distillation: a read-out head per teacher, in this order, the first the default)."""
+    return [name.strip() for name in target_teacher.split(",")] if target_teacher else []
+
+
 class Dataset(Base):
     __tablename__ = "datasets"
 
@@ -40,7 +46,7 @@ class Dataset(Base):
     dim_in: Mapped[int | None] = mapped_column(Integer)
     dim_out: Mapped[int | None] = mapped_column(Integer)
     teacher: Mapped[str | None] = mapped_column(String(200))
-    target_teacher: Mapped[str | None] = mapped_column(String(200))  # translation: the targets' teacher
+    target_teacher: Mapped[str | None] = mapped_column(String(200))  # the targets' teacher(s): teacher_names
     status: Mapped[str] = mapped_column(String(20))               # app.jobs.states.DatasetStatus
     error: Mapped[str | None] = mapped_column(Text)
     storage_key: Mapped[str] = mapped_column(String(300))         # the uploaded file
@@ -212,7 +218,7 @@ class ModelVersion(Base):
     dim_in: Mapped[int] = mapped_column(Integer)
     dim_out: Mapped[int] = mapped_column(Integer)
     teacher: Mapped[str | None] = mapped_column(String(200))
-    target_teacher: Mapped[str | None] = mapped_column(String(200))  # translation: the output space's teacher
+    target_teacher: Mapped[str | None] = mapped_column(String(200))  # the output space's teacher(s): teacher_names
     parameters: Mapped[int] = mapped_column(BigInteger)
     evaluation: Mapped[dict[str, Any]] = mapped_column(JSON)
     artifact_key: Mapped[str] = mapped_column(String(300))

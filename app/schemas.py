@@ -400,12 +400,16 @@ class TransformRequest(BaseModel):
         "Autoencoders only: the reconstruction (dim_out values) or the code (code_size values)"))
     input_kind: Literal["original", "code"] = Field("original", description=(
         "Autoencoders only: 'code' decodes `input`, vectors of code_size values, into reconstructions"))
+    target_space: str | None = Field(None, min_length=1, max_length=200, description=(
+        "Multi-teacher models: the teacher whose space to answer in (default: the first of the version's "
+        "target_teacher); any other model takes only its own output space's name"))
     truncate: bool = Field(True, description=(
         "Text input: cut a text longer than the teacher's max_length tokens (default, as TEI), or refuse it "
         "(422 naming it) when false"))
 
     _model = field_validator("model")(lambda v: check_text(v, "model"))
     _alias = field_validator("alias")(lambda v: v if v is None else check_text(v, "alias"))
+    _target_space = field_validator("target_space")(lambda v: v if v is None else check_text(v, "target_space"))
 
 
 class EmbeddingOut(BaseModel):

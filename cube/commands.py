@@ -266,6 +266,9 @@ def cmd_transform(args: argparse.Namespace) -> int:
         model, desc = load_model(args.model)
     except ArtifactError as exc:
         raise UsageError(str(exc)) from None
+    from cube.multiteacher import served
+
+    model = served(model, desc.get("metadata") or {}, args.target_space)  # a multi-head model: one head
     model, d_in = autoencoder_side(model, desc["config"]["d_in"], args)
     try:
         loaded = np.load(args.input, allow_pickle=False)
@@ -278,11 +281,6 @@ def cmd_transform(args: argparse.Namespace) -> int:
     if x.shape[1] != d_in:
         raise UsageError(f"{args.input}: vectors have {x.shape[1]} dimensions, the model expects {d_in}")
     y = predict(model, x)
-    if not (args.code or args.from_code):
-        from cube.multiteacher import space_columns
-
-        _, columns = space_columns(desc.get("metadata") or {}, args.target_space)
-        y = y if columns is None else y[:, columns]
     try:
         np.save(args.output, y)
     except OSError as exc:

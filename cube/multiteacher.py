@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from torch import nn
 
 from cube.config import ConfigError
 from cube.losses import Loss, make_loss
@@ -159,3 +160,21 @@ def space_columns(metadata: dict[str, Any], name: str | None) -> tuple[str | Non
         raise ConfigError(f"target_space {chosen!r} is not one of this model's heads: {', '.join(heads)}")
     start, stop = heads[chosen]
     return chosen, slice(start, stop)
+
+
+class HeadView(nn.Module):
+    """One head of a multi-head model as a model of its own: the columns of that teacher's space."""
+
+    def __init__(self, model: nn.Module, columns: slice):
+        super().__init__()
+        self.model, self.columns = model, columns
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)[:, self.columns]
+
+
+def served(model: nn.Module, metadata: dict[str, Any], target_space: str | None = None) -> nn.Module:
+    """The model as a caller gets it: a multi-head model's head `target_space` (default: its first),
+    else the model itself (see `space_columns` for the names it takes)."""
+    _, columns = space_columns(metadata, target_space)
+    return model if columns is None else HeadView(model, columns)

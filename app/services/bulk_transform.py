@@ -99,8 +99,10 @@ def transform_file(settings: Settings, job: TransformJob, version: ModelVersion,
     import torch
 
     from cube.artifacts import load_model
+    from cube.multiteacher import served
 
-    model, _ = load_model(model_dir)
+    model, desc = load_model(model_dir)
+    model = served(model, desc.get("metadata") or {})  # a multi-head model: its default head, dim_out wide
     encoder = text_encoder(version) if job.input_kind == TEXTS else None
     workdir.mkdir(parents=True, exist_ok=True)
     out_path = workdir / "result.npy"

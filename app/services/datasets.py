@@ -21,7 +21,7 @@ from app.errors import Conflict, InvalidContent, InvalidRequest, NotFound, NotRe
 from app.ids import is_id, new_id
 from app.jobs import lifecycle, states
 from app.jobs.states import DatasetStatus
-from app.models import Dataset, Sweep, TrainingJob, TransformJob
+from app.models import Dataset, Sweep, TrainingJob, TransformJob, teacher_names
 from app.queue import ENCODE_TASK
 from app.safe_input import check_json, check_text
 from app.services.access import EVERYONE, Access
@@ -136,12 +136,26 @@ def check_teacher(kind: str, teacher: str | None, param: str = "teacher") -> str
 
 
 def check_target_teacher(kind: str, teacher: str | None, target_teacher: str | None) -> str | None:
-    """Translation data: the teacher of the targets, installed and not the input teacher."""
+    """The targets' teacher(s): one for translation, installed and not the input teacher; or several,
+    comma-separated, distinct and installed, for multi-teacher distillation (the input teacher may be
+    one of them). Multi-teacher targets are text only: vectors cannot say which columns are whose."""
+    names = teacher_names(target_teacher)
+    if len(names) > 1:
+        if kind == "embedding_pairs":
+            raise InvalidRequest("several target teachers need kind text_pairs: the worker encodes each target with each "
+                                 "teacher", param="target_teacher", code="invalid_target_teacher")
+        if any(not name for name in names) or len(set(names)) != len(names):
+            raise InvalidRequest(f"target_teacher must name distinct teachers separated by commas, got {target_teacher!r}",
+                                 param="target_teacher", code="invalid_target_teacher")
+        for name in names:
+            check_teacher(kind, name, "target_teacher")
+        return ",".join(names)
     if target_teacher is None or kind == "embedding_pairs":
         return target_teacher
     check_teacher(kind, target_teacher, "target_teacher")
     if target_teacher == teacher:
-        raise InvalidRequest(f"target_teacher is the input teacher ({teacher}); translation needs two teachers",
+        raise InvalidRequest(f"target_teacher is the input teacher ({teacher}); translation needs two teachers "
+                             "(several, comma-separated, train one model with a head per teacher)",
                              param="target_teacher", code="same_teacher")
     return target_teacher
 
@@ -179,7 +193,7 @@ def create_dataset(session: Session, settings: Settings, storage: Storage, enque
         if size == 0:
             raise InvalidContent("the file is empty", code="invalid_file", param="file", field="file")
         fmt = detect_format(tmp, filename)
-        checked = validate_file(tmp, kind, fmt, settings, translation=target_teacher is not None)
+        checked = validate_file(tmp, kind, fmt, settings, translation=len(teacher_names(target_teacher)) == 1)
         ds_id = new_id("dataset")
         stored_key = f"datasets/{ds_id}/data.{fmt}"
         storage.put_file(tmp, stored_key)

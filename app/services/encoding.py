@@ -1,6 +1,7 @@
 """Text datasets: the worker encodes validated text pairs with the dataset's teacher (a translation
-dataset: each text by its teacher and its target teacher), stores the embedding pairs, marks the
-dataset ready, and releases the jobs that waited for it."""
+dataset: each text by its teacher and its target teacher; a multi-teacher dataset: each target by
+every target teacher, side by side), stores the embedding pairs, marks the dataset ready, and
+releases the jobs that waited for it."""
 from __future__ import annotations
 
 import logging
@@ -11,7 +12,7 @@ from typing import Callable
 from app.db import session_scope
 from app.jobs import lifecycle
 from app.jobs.states import DatasetStatus
-from app.models import Dataset
+from app.models import Dataset, teacher_names
 from app.settings import Settings
 from app.storage import get_storage
 
@@ -25,7 +26,7 @@ def encode_dataset(settings: Settings, dataset_id: str, enqueue: Callable[..., N
         if dataset is None or dataset.status != DatasetStatus.VALIDATING:
             return "skipped"  # a duplicate message, or deleted meanwhile
         source_key, fmt, teacher_name = dataset.storage_key, dataset.format, dataset.teacher
-        target_name = dataset.target_teacher
+        targets = teacher_names(dataset.target_teacher)
     pairs_key = f"datasets/{dataset_id}/pairs.npz"
     try:
         from cube.encoding import encode_text_pairs
@@ -35,15 +36,20 @@ def encode_dataset(settings: Settings, dataset_id: str, enqueue: Callable[..., N
 
         with storage.workspace(f"encode-{dataset_id}") as workspace:
             source = storage.stage(source_key, workspace)
-            if target_name:
+            if len(targets) == 1:
                 from cube.translation import encode_translation, load_translation_texts
 
                 items = load_translation_texts(source, fmt=fmt, min_texts=settings.min_pairs)
             else:
                 text_pairs = load_text_pairs(source, fmt=fmt, min_pairs=settings.min_pairs)
-        if target_name:
-            data = encode_translation(items, get_teacher(teacher_name), get_teacher(target_name), settings.teacher_cache,
+        if len(targets) == 1:
+            data = encode_translation(items, get_teacher(teacher_name), get_teacher(targets[0]), settings.teacher_cache,
                                       min_pairs=settings.min_pairs)
+        elif targets:  # multi-teacher: the targets of every teacher side by side, one head each
+            from cube.multiteacher import encode_multi_teacher
+
+            data, _ = encode_multi_teacher(text_pairs, get_teacher(teacher_name), [get_teacher(t) for t in targets],
+                                           settings.teacher_cache)
         else:
             data = encode_text_pairs(text_pairs, get_teacher(teacher_name), settings.teacher_cache)
         with tempfile.NamedTemporaryFile(dir=storage.temp_dir(), suffix=".npz", delete=False) as tmp:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from app.errors import Conflict, InvalidContent, InvalidRequest, NotFound, NotReady
 from app.ids import new_id
 from app.jobs.states import DatasetStatus
-from app.models import Dataset, ModelEvaluation, ModelVersion, TrainingJob
+from app.models import Dataset, ModelEvaluation, ModelVersion, TrainingJob, teacher_names
 from app.queue import EVALUATE_TASK
 from app.services import registry
 from app.services.access import EVERYONE, Access
@@ -35,6 +35,10 @@ def check_fit(version: ModelVersion, mode: str, dataset: Dataset) -> None:
                              f"{version.model_name} v{version.version} reads teacher {version.teacher!r} vectors",
                              param="dataset_id", code="teacher_mismatch")
     where = f"model {version.model_name} v{version.version}"
+    if len(teacher_names(version.target_teacher)) > 1:  # its baselines would need every head's targets
+        raise InvalidContent(f"{where} has a head per teacher ({version.target_teacher}); its held-out report is per "
+                             "space already, and evaluating it on another dataset is not supported",
+                             param="dataset_id", code="multi_teacher_version")
     if dataset.dim_in != version.dim_in:
         raise InvalidContent(f"dataset {dataset.id} has {dataset.dim_in}-value inputs; {where} takes {version.dim_in}",
                              param="dataset_id", code="dimension_mismatch")

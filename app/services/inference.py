@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from app.batching import DynamicBatcher, Overloaded
 from app.errors import InvalidContent, InvalidRequest, NotReady, PayloadTooLarge, TooManyRequests
-from app.models import ModelVersion
+from app.models import ModelVersion, teacher_names
 from app.schemas import TransformRequest
 from app.services import registry
 from app.settings import Settings
@@ -28,6 +28,7 @@ from app.telemetry import Telemetry
 
 
 FORWARD = "forward"  # the model's own pass; an autoencoder also has "encode" and "decode"
+SPACE = "space:"     # + a teacher: one head of a multi-head model (its first is also FORWARD)
 
 
 @dataclass
@@ -35,7 +36,7 @@ class LoadedModel:
     model: Any
     batcher: DynamicBatcher   # concurrent requests for this version share forward passes
     label: str                # "name:vN", the metrics label
-    # An autoencoder's "encode" and "decode", each batched apart from the forward pass.
+    # An autoencoder's "encode" and "decode", a multi-head model's heads, each batched apart.
     sides: dict[str, DynamicBatcher] = field(default_factory=dict)
 
     def batcher_for(self, operation: str) -> DynamicBatcher:
@@ -111,11 +112,12 @@ class ModelCache:
     def _load(self, version: ModelVersion, storage: Storage) -> LoadedModel:
         from cube.artifacts import ArtifactError, load_model
         from cube.autoencoder import Autoencoder, Half
+        from cube.multiteacher import served
         from cube.trainer import predict
 
         try:
             # Staged once per host (the storage's cache), loaded once per process (this cache).
-            model, _ = load_model(storage.stage_tree(version.artifact_key))
+            model, desc = load_model(storage.stage_tree(version.artifact_key))
         except (ArtifactError, OSError, StorageError) as exc:
             raise NotReady(f"model version {version.id} cannot be loaded: {exc}", code="model_unavailable") from None
         s, t = self.settings, self.telemetry
@@ -131,7 +133,10 @@ class ModelCache:
                                   on_batch=on_batch)
 
         sides = {side: batched(Half(model, side)) for side in ("encode", "decode")} if isinstance(model, Autoencoder) else {}
-        return LoadedModel(model, batched(model), label, sides)
+        metadata = desc.get("metadata") or {}
+        for name in metadata.get("heads") or {}:  # a multi-head model: each teacher's head batched on its own
+            sides[SPACE + name] = batched(served(model, metadata, name))
+        return LoadedModel(model, batched(served(model, metadata)), label, sides)
 
     def loaded(self) -> list[str]:
         with self._lock:
@@ -165,18 +170,39 @@ def code_size_of(version: ModelVersion) -> int | None:
 
 
 def operation(req: TransformRequest, version: ModelVersion) -> str:
-    """What /v1/transform runs: the forward pass, or an autoencoder's encode (output "code") or
-    decode (input_kind "code"); a 4xx naming the field for a combination that means nothing."""
+    """What /v1/transform runs: the forward pass, an autoencoder's encode (output "code") or decode
+    (input_kind "code"), or a multi-head model's head `target_space`; a 4xx naming the field for a
+    combination that means nothing."""
     asked = [name for name in ("output", "input_kind") if name in req.model_fields_set]
     if asked and code_size_of(version) is None:
         raise InvalidContent(f"{asked[0]} applies to autoencoders only; model {version.model_name} v{version.version} "
                              f"is not one", param=asked[0], code="not_an_autoencoder")
+    if req.target_space is not None and (space := space_operation(req.target_space, version)) != FORWARD:
+        return space
     if req.input_kind == "code":
         if req.output == "code":
             raise InvalidContent("input_kind 'code' decodes codes into reconstructions; output 'code' would give them "
                                  "back unchanged", param="output", code="invalid_output")
         return "decode"
     return "encode" if req.output == "code" else FORWARD
+
+
+def space_operation(target_space: str, version: ModelVersion) -> str:
+    """The head that serves `target_space`: one of a multi-head version's teachers, or the one output
+    space of any other version (its target teacher, else its teacher), else a 4xx naming the field."""
+    heads = teacher_names(version.target_teacher)
+    if len(heads) > 1:
+        if target_space not in heads:
+            raise InvalidContent(f"target_space {target_space!r} is not one of model {version.model_name} "
+                                 f"v{version.version}'s heads: {', '.join(heads)}", param="target_space",
+                                 code="unknown_target_space")
+        return FORWARD if target_space == heads[0] else SPACE + target_space
+    own = heads[0] if heads else version.teacher
+    if target_space != own:
+        raise InvalidContent(f"model {version.model_name} v{version.version} has one output space"
+                             + (f" ({own})" if own else "") + f", not {target_space!r}; leave target_space out",
+                             param="target_space", code="unknown_target_space")
+    return FORWARD
 
 
 def transform_input(req: TransformRequest, x: np.ndarray | None, version: ModelVersion, limit: int) -> np.ndarray:

@@ -13,7 +13,7 @@ from app.errors import Conflict, InvalidContent, InvalidRequest, NotFound, NotRe
 from app.ids import PREFIXES, is_id, new_id
 from app.jobs import lifecycle, states
 from app.jobs.states import DatasetStatus
-from app.models import Dataset, JobCheckpoint, JobEvent, JobMetric, TrainingJob
+from app.models import Dataset, JobCheckpoint, JobEvent, JobMetric, TrainingJob, teacher_names
 from app.schemas import TrainingJobCreate
 from app.services.access import EVERYONE, Access
 from app.settings import Settings
@@ -73,11 +73,13 @@ def dataset_dims(dataset: Dataset) -> tuple[int, int] | None:
     """(d_in, d_out) of the dataset's vectors; None for text of a teacher this process does not know."""
     if dataset.dim_in is not None:
         return dataset.dim_in, dataset.dim_out
-    from cube.teachers import default_registry  # text pairs, not encoded yet: both sides are the teacher's
+    from cube.teachers import configured_registry  # text not encoded yet: its teachers give the dims
 
-    spec = default_registry().get(dataset.teacher)
-    target = default_registry().get(dataset.target_teacher or dataset.teacher)  # translation: the target's
-    return None if spec is None or target is None else (spec.dim, target.dim)
+    registry = configured_registry()
+    spec = registry.get(dataset.teacher)
+    # translation: the target's space; multi-teacher: every target teacher's, side by side
+    targets = [registry.get(name) for name in teacher_names(dataset.target_teacher) or [dataset.teacher]]
+    return None if spec is None or None in targets else (spec.dim, sum(t.dim for t in targets))
 
 
 def with_code_size(body: TrainingJobCreate, dataset: Dataset, shape: dict[str, Any]) -> dict[str, Any]:
@@ -120,8 +122,15 @@ def check_architecture(arch: str, shape: dict[str, Any], dataset: Dataset, mode:
 
 def check_mode_fits(dataset: Dataset, mode: str) -> None:
     """Texts become translation items only with a target teacher, and a dataset of translation items
-    (each text in two spaces) trains translation only."""
+    (each text in two spaces) trains translation only; text pairs with several target teachers train
+    dialogue (a head per teacher) only."""
     if dataset.kind != "text_pairs":
+        return
+    if len(teacher_names(dataset.target_teacher)) > 1:
+        if mode != "dialogue":
+            raise InvalidContent(f"dataset {dataset.id} holds targets by several teachers ({dataset.target_teacher}): it "
+                                 f"trains mode dialogue with a head per teacher, not {mode}", param="mode",
+                                 code="mode_mismatch")
         return
     if mode == "translation" and not dataset.target_teacher:
         raise InvalidContent(f"dataset {dataset.id} holds texts encoded by one teacher; a translation job needs a "
@@ -159,6 +168,10 @@ def create_job(session: Session, settings: Settings, enqueue: Enqueue, body: Tra
 
     kind, shape = body.architecture.kind, with_code_size(body, dataset, body.architecture.model_extra or {})
     search = auto_space(kind, shape, body.hyperparameters)
+    if search and len(teacher_names(dataset.target_teacher)) > 1:
+        raise InvalidContent(f"dataset {dataset.id} has several target teachers: its multi-head model trains with the "
+                             "values given, not \"auto\" (give them, or search on one teacher's dataset)",
+                             param="hyperparameters", code="auto_not_supported")
     if search:  # the job's own checks run on the defaults; the search's largest model is checked below
         kind = "cube" if kind == "auto" else kind
         shape = {k: v for k, v in shape.items() if v != "auto"}

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, object_session
 
 from app.errors import Conflict, InvalidRequest, NotFound
 from app.ids import new_id
-from app.models import Dataset, ModelAlias, ModelEvaluation, ModelVersion, RegisteredModel, TrainingJob
+from app.models import Dataset, ModelAlias, ModelEvaluation, ModelVersion, RegisteredModel, TrainingJob, teacher_names
 from app.schemas import Annotations
 from app.services.access import EVERYONE, Access
 from app.services.promotion import DEFAULT_ALIAS, policy_of, promote
@@ -21,9 +21,13 @@ from app.webhooks import outbox
 
 
 def target_teacher_of(session: Session, job: TrainingJob) -> str | None:
-    """A translation job's output space: its dataset's target teacher (None for vectors given as such)."""
+    """A translation job's output space: its dataset's target teacher (None for vectors given as such);
+    a multi-teacher job's spaces: its dataset's target teachers, comma-separated, the default first."""
     dataset = session.get(Dataset, job.dataset_id)
-    return dataset.target_teacher if job.mode == "translation" and dataset is not None else None
+    if dataset is None:
+        return None
+    multi = len(teacher_names(dataset.target_teacher)) > 1
+    return dataset.target_teacher if job.mode == "translation" or multi else None
 
 
 def register_version(session: Session, job: TrainingJob, *, arch: str, dim_in: int, dim_out: int, teacher: str | None,

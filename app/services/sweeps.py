@@ -36,7 +36,7 @@ from app.errors import Conflict, InvalidContent, NotFound
 from app.ids import new_id
 from app.jobs import lifecycle, states
 from app.jobs.states import DatasetStatus
-from app.models import Sweep, SweepEvent, TrainingJob
+from app.models import Sweep, SweepEvent, TrainingJob, teacher_names
 from app.services.access import EVERYONE, Access
 from app.services.datasets import get_dataset
 from app.services import jobs
@@ -118,6 +118,10 @@ def create_sweep(session: Session, settings: Settings, enqueue: Enqueue, body, a
     if dataset.status != DatasetStatus.READY:  # trials are queued at once: the data must be there
         raise Conflict(f"dataset {dataset.id} is {dataset.status}; a sweep needs it ready"
                        + (f" ({dataset.error})" if dataset.error else ""), param="dataset_id", code="dataset_not_ready")
+    if len(teacher_names(dataset.target_teacher)) > 1:
+        raise InvalidContent(f"dataset {dataset.id} has several target teachers: sweeps search single-head models; "
+                             "train its multi-head model as a job, or sweep on one teacher's dataset",
+                             param="dataset_id", code="sweep_not_supported")
     try:
         space = parse_space(body.search_space)
     except SearchSpaceError as exc:

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from app.db import session_scope
 from app.jobs import lifecycle, states
 from app.jobs.lifecycle import Claim
-from app.models import Dataset, Sweep, TrainingJob
+from app.models import Dataset, Sweep, TrainingJob, teacher_names
 from app.services import auto_search, sweeps
 from app.settings import Settings
 from app.storage import Storage, get_storage
@@ -151,7 +151,7 @@ def broker_enqueue(settings: Settings) -> Enqueue:
 
 def _run_job(settings: Settings, job_id: str, worker: str) -> Claim:
     from cube.config import ConfigError
-    from cube.experiment import ExperimentCancelled, run_experiment
+    from cube.experiment import ExperimentCancelled
     from cube.pairs import PairFileError
 
     claim = lifecycle.claim(settings, job_id, worker)
@@ -184,8 +184,8 @@ def _run_job(settings: Settings, job_id: str, worker: str) -> Claim:
                 run, searched = auto_search.search(settings, job, data, run, should_stop=recorder.should_stop,
                                                    note=lambda message: lifecycle.note(settings, job_id, message))
             run_dir = storage.workdir(run_key, workspace)
-            result = run_experiment(data, run, run_dir, callbacks=[recorder], checkpoint_dir=checkpoint_dir,
-                                    resume_from=resume, log=recorder.log, should_stop=recorder.should_stop)
+            result = experiment(dataset, data, run, run_dir, callbacks=[recorder], checkpoint_dir=checkpoint_dir,
+                                resume_from=resume, log=recorder.log, should_stop=recorder.should_stop)
             storage.put_tree(run_dir, run_key)
     except ExperimentCancelled as exc:
         if not recorder.lost_claim:
@@ -210,6 +210,27 @@ def _run_job(settings: Settings, job_id: str, worker: str) -> Claim:
         result.report["auto_search"] = searched
     register(settings, job_id, claim.attempt, result, f"{run_key}/model", dataset.teacher)
     return claim
+
+
+def experiment(dataset: Dataset, data, run, run_dir: Path, **options):
+    """The experiment a dataset calls for: one model with a read-out head per target teacher when it
+    has several (cube.distillation, inputs in the dataset's teacher's space), else the ordinary one."""
+    from cube.config import ConfigError
+    from cube.experiment import run_experiment
+
+    names = teacher_names(dataset.target_teacher)
+    if len(names) < 2:
+        return run_experiment(data, run, run_dir, **options)
+    from cube.distillation import run_multi_teacher
+    from cube.multiteacher import make_heads
+    from cube.teachers import configured_registry
+
+    specs = {name: configured_registry().get(name) for name in names}
+    missing = [name for name, spec in specs.items() if spec is None]
+    if missing:
+        raise ConfigError(f"target teacher(s) {', '.join(missing)} of dataset {dataset.id} are no longer configured")
+    heads = make_heads([(name, spec.dim) for name, spec in specs.items()])
+    return run_multi_teacher(data, heads, run, run_dir, input_space=dataset.teacher, **options)
 
 
 def run_trial(settings: Settings, job: TrainingJob, sweep: Sweep, data, recorder: ProgressRecorder,
@@ -246,8 +267,10 @@ def register(settings: Settings, job_id: str, attempt: int, result, artifact_key
     """Hand the finished experiment to the lifecycle: one model version, the job succeeded."""
     from cube.models import parameter_count
 
-    cfg = result.model_config
+    cfg, heads = result.model_config, result.report.get("heads")
+    # A multi-head model serves its first head's space unless a request names another (target_space).
+    dim_out = heads[0]["dim"] if heads else cfg["d_out"]
     return lifecycle.register(
-        settings, job_id, attempt, arch=result.report["main"], dim_in=cfg["d_in"], dim_out=cfg["d_out"], teacher=teacher,
+        settings, job_id, attempt, arch=result.report["model"]["arch"], dim_in=cfg["d_in"], dim_out=dim_out, teacher=teacher,
         parameters=parameter_count(result.model), evaluation=finite({k: v for k, v in result.report.items() if k != "history"}),
         artifact_key=artifact_key, epochs_run=result.train_result.epochs_run)
