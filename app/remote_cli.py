@@ -219,7 +219,8 @@ def cmd_transform_remote(args: argparse.Namespace, client, console: Console) -> 
     except VectorFileError as exc:
         raise UsageError(str(exc)) from None
     y = client.transform(args.model, inputs, version=args.version, alias=args.alias, normalize=args.normalize,
-                         output="code" if args.code else None, input_kind="code" if args.from_code else None)
+                         output="code" if args.code else None, input_kind="code" if args.from_code else None,
+                         target_space=args.target_space)
     try:
         write_outputs(args.output, y)
     except VectorFileError as exc:

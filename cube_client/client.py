@@ -53,13 +53,16 @@ class _ClientBase:
         return self._run(operations.info(self.state))
 
     def transform(self, model: str, inputs, *, version: int | None = None, alias: str | None = None,
-                  normalize: bool = False, output: str | None = None, input_kind: str | None = None):
+                  normalize: bool = False, output: str | None = None, input_kind: str | None = None,
+                  target_space: str | None = None):
         """Map `inputs` ([N, D] array-like of vectors, or a list of str for a text-trained model) through
         a served model: a float32 numpy array [N, D_out]. Sent as base64 float32 in as many requests as
         the server's per-request limits (read from /info) require; rows come back in order. For an
-        autoencoder, output="code" gives the codes [N, code_size] and input_kind="code" decodes codes."""
+        autoencoder, output="code" gives the codes [N, code_size] and input_kind="code" decodes codes. For
+        a multi-teacher model, target_space names the teacher whose head answers (default: its first)."""
         return self._run(operations.transform(self.state, model, inputs, version=version, alias=alias,
-                                              normalize=normalize, output=output, input_kind=input_kind))
+                                              normalize=normalize, output=output, input_kind=input_kind,
+                                              target_space=target_space))
 
 
     def embeddings(self, model: str, input, *, encoding_format: str = "float", dimensions: int | None = None):

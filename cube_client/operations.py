@@ -140,10 +140,12 @@ def wait(path: str, what: str, *, on_progress: Callable[[Record], None] | None, 
 # ---- transform
 
 def transform(state: ClientState, model: str, inputs: Any, *, version: int | None, alias: str | None,
-              normalize: bool, output: str | None = None, input_kind: str | None = None) -> Operation:
+              normalize: bool, output: str | None = None, input_kind: str | None = None,
+              target_space: str | None = None) -> Operation:
     lim = yield from limits(state)
     base = {"model": model, "encoding_format": "base64", "normalize": normalize,
-            **clean_params({"version": version, "alias": alias, "output": output, "input_kind": input_kind})}
+            **clean_params({"version": version, "alias": alias, "output": output, "input_kind": input_kind,
+                            "target_space": target_space})}
     max_rows = int(lim.get("max_transform_vectors") or 4096)
     if isinstance(inputs, (list, tuple)) and inputs and all(isinstance(t, str) for t in inputs):
         bodies = ({**base, "input": list(inputs[i:i + max_rows])} for i in range(0, len(inputs), max_rows))
