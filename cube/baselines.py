@@ -60,52 +60,42 @@ class Ridge:
         xty = evecs.T @ (xc.T @ yc)
         best = None
         for lam in self.lambdas:
-            w = evecs @ (xty / (evals + lam)[:, None])
-            score = retrieval_metrics((val[0] - self.mx) @ w + self.my, val[1])["mrr"]
-            if best is None or score > best[0]:
-                best = (score, lam, w)
-        _, self.lam, self.w = best
-        self.chosen = {"lambda": self.lam, "val_mrr": best[0]}
+            for choice, w in self.candidates(xc, evecs @ (xty / (evals + lam)[:, None]), lam):
+                score = retrieval_metrics((val[0] - self.mx) @ w + self.my, val[1])["mrr"]
+                if best is None or score > best[0]:
+                    best = (score, choice, w)
+        score, choice, self.w = best
+        self.lam = choice["lambda"]
+        self.chosen = {**choice, "val_mrr": score}
         return self
+
+    def candidates(self, xc: np.ndarray, w: np.ndarray, lam: float):
+        """(what was chosen, map) pairs to score on validation for one lambda's ridge map `w`."""
+        yield {"lambda": lam}, w
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return ((np.asarray(x, np.float64) - self.mx) @ self.w + self.my).astype(np.float32)
 
 
 @dataclass
-class LowRankAffine:
+class LowRankAffine(Ridge):
     """y = my + (x - mx) B_r: the ridge map restricted to the r directions of the target space its
     fitted values use most (closed-form reduced-rank regression). Rank and lambda on validation MRR."""
 
     ranks: tuple[int, ...] = (8, 16, 32, 64, 128, 256, 512)
-    lambdas: tuple[float, ...] = Ridge.lambdas
     name: str = "lowrank"
-    chosen: dict[str, Any] = field(default_factory=dict)
+
+    def candidates(self, xc: np.ndarray, w: np.ndarray, lam: float):
+        full = min(w.shape)
+        # The fitted values' principal directions in the target space: B_r = B V_r V_r^T.
+        _, _, vt = np.linalg.svd(xc @ w, full_matrices=False)
+        for r in sorted({r for r in self.ranks if r < full} | {full}):
+            yield {"lambda": lam, "rank": r}, (w @ vt[:r].T) @ vt[:r]
 
     def fit(self, train: Pairs, val: Pairs) -> "LowRankAffine":
-        x, y = train[0].astype(np.float64), train[1].astype(np.float64)
-        self.mx, self.my = x.mean(0), y.mean(0)
-        xc, yc = x - self.mx, y - self.my
-        evals, evecs = np.linalg.eigh(xc.T @ xc)
-        xty = evecs.T @ (xc.T @ yc)
-        full = min(x.shape[1], y.shape[1])
-        ranks = sorted({r for r in self.ranks if r < full} | {full})
-        best = None
-        for lam in self.lambdas:
-            w = evecs @ (xty / (evals + lam)[:, None])
-            # The fitted values' principal directions in the target space: B_r = B V_r V_r^T.
-            _, _, vt = np.linalg.svd(xc @ w, full_matrices=False)
-            for r in ranks:
-                w_r = (w @ vt[:r].T) @ vt[:r]
-                score = retrieval_metrics((val[0] - self.mx) @ w_r + self.my, val[1])["mrr"]
-                if best is None or score > best[0]:
-                    best = (score, lam, r, w_r)
-        _, self.lam, self.rank, self.w = best
-        self.chosen = {"lambda": self.lam, "rank": self.rank, "val_mrr": best[0]}
+        super().fit(train, val)
+        self.rank = self.chosen["rank"]
         return self
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return ((np.asarray(x, np.float64) - self.mx) @ self.w + self.my).astype(np.float32)
 
 
 class Procrustes:
