@@ -278,35 +278,33 @@ def cmd_translation(args: argparse.Namespace) -> int:
     return 0
 
 
+def mode_parser(sub, name: str, help: str, *, epochs: int, func) -> argparse.ArgumentParser:
+    """A subcommand with the options every mode's bench has: its data, seeds, epochs and output."""
+    p = sub.add_parser(name, help=help)
+    p.add_argument("--data", default=str(CHITCHAT), help="a `cube data chitchat` JSONL (built if missing)")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=epochs, help="at most this many epochs per run (early stopping)")
+    p.add_argument("--out", default=str(ROOT / "runs" / f"modes-{name}"))
+    p.set_defaults(func=func)
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="mode", required=True)
-    p = sub.add_parser("autoencoder", help="cube vs PCA vs linear/MLP/residual-MLP autoencoders at several code sizes")
-    p.add_argument("--data", default=str(CHITCHAT), help="a `cube data chitchat` JSONL (built if missing)")
+    p = mode_parser(sub, "autoencoder", "cube vs PCA vs linear/MLP/residual-MLP autoencoders at several code sizes",
+                    epochs=20, func=cmd_autoencoder)
     p.add_argument("--texts", type=int, default=8000, help="distinct texts to take from the first conversations")
     p.add_argument("--k", type=int, nargs="+", default=[16, 32, 64], help="code sizes")
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=20, help="at most this many epochs per run (early stopping, patience 3)")
     p.add_argument("--loss", choices=["infonce", "cosine", "mse"], default="infonce",
                    help="the trained methods' loss (infonce: retrieval; cosine, mse: reconstruction)")
-    p.add_argument("--out", default=str(ROOT / "runs" / "modes-autoencoder"))
-    p.set_defaults(func=cmd_autoencoder)
-    p = sub.add_parser("translation", help="MiniLM -> mpnet on chitchat texts")
-    p.add_argument("--data", default=str(CHITCHAT), help="a `cube data chitchat` file (built if missing)")
+    p = mode_parser(sub, "translation", "MiniLM -> mpnet on chitchat texts", epochs=10, func=cmd_translation)
     p.add_argument("--pairs", type=int, default=4000, help="rows of the first conversations (whole conversations)")
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--patience", type=int, default=3)
     p.add_argument("--budget", type=int, default=3, help="learning rates tried per trained method")
-    p.add_argument("--out", default=str(ROOT / "runs" / "modes-translation"))
-    p.set_defaults(func=cmd_translation)
-    p = sub.add_parser("multi-teacher", help="one cube with a MiniLM and an mpnet head vs the cube on each space alone")
-    p.add_argument("--data", default=str(CHITCHAT), help="a `cube data chitchat` JSONL")
-    p.add_argument("--pairs", type=int, default=4000, help="question -> reply pairs from the first conversations")
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=12, help="at most this many epochs per run (early stopping, patience 3)")
-    p.add_argument("--out", default=str(ROOT / "runs" / "modes-multi-teacher"))
-    p.set_defaults(func=cmd_multi_teacher)
+    p = mode_parser(sub, "multi-teacher", "one cube with a MiniLM and an mpnet head vs the cube on each space alone",
+                    epochs=12, func=cmd_multi_teacher)
+    p.add_argument("--pairs", type=int, default=4000, help="question -> reply rows of the first conversations")
     args = parser.parse_args(argv)
     return args.func(args)
 
