@@ -152,7 +152,9 @@ def start_at(model: nn.Module, start: Procrustes) -> bool:
         if isinstance(model, CubeModel):
             if model.skip is None:
                 return False
-            linear, added = model.skip, model.read_out
+            # The automaton adds nothing yet (its cell rule's last layer starts at zero). Zeroing the
+            # read-out as well would leave both without a gradient: the grid would never train.
+            linear, added = model.skip, None
         elif isinstance(model, (LinearMap, MLPMap)):
             linear = model.linear if isinstance(model, LinearMap) else model.skip.linear
             added = None if isinstance(model, LinearMap) else model.out

@@ -73,6 +73,12 @@ def test_every_linear_path_starts_exactly_at_procrustes(arch, config):
     model = build_model(arch, {"d_in": 16, "d_out": 16, **config})
     assert start_at(model, p)
     np.testing.assert_allclose(predict(model, x), p.predict(x), atol=1e-5)
+    # ... and from there every part of it can learn: the loss reaches the nonlinear part too.
+    model.train()
+    model(torch.from_numpy(x[:64])).pow(2).sum().backward()
+    nonlinear = model.cell_rule if arch == "cube" else getattr(model, "out", None)  # the grid; the MLP branches
+    if nonlinear is not None:
+        assert any(q.grad is not None and q.grad.abs().sum() > 0 for q in nonlinear.parameters()), arch
 
 
 def test_links_survive_subsets_and_npz(tmp_path):
