@@ -40,7 +40,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from app.serve import run_worker
 
-    run_worker(args.concurrency, args.pool, args.max_tasks_per_child, args.loglevel, args.device)
+    run_worker(args.concurrency, args.pool, args.max_tasks_per_child, args.loglevel, args.device, args.parent_pid)
     return 0
 
 
@@ -113,6 +113,7 @@ def add_service_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pool", default="prefork", choices=["prefork", "solo", "threads"])
     p.add_argument("--max-tasks-per-child", type=int, default=None, help="GPU workers: 1 frees the CUDA allocator")
     p.add_argument("--loglevel", default="info")
+    p.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)  # `cube up`'s worker: stop with it
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("keys", help="API keys: create (printed once), list, revoke")

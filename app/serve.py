@@ -36,8 +36,10 @@ def run_api(settings: Settings, host: str, port: int, workers: int = 1) -> None:
                 log_level=settings.log_level, log_config=log_config(settings.log_level), access_log=False)
 
 
-def run_worker(concurrency: int, pool: str, max_tasks_per_child: int | None, loglevel: str, device: str = "cpu") -> None:
-    """A Celery worker on the device's queue (training.cpu or training.cuda), named cube-<device>@host-pid."""
+def run_worker(concurrency: int, pool: str, max_tasks_per_child: int | None, loglevel: str, device: str = "cpu",
+               parent_pid: int | None = None) -> None:
+    """A Celery worker on the device's queue (training.cpu or training.cuda), named cube-<device>@host-pid.
+    With `parent_pid` (`cube up`'s worker) it stops when that process is gone (`stop_with_parent`)."""
     from app.queue import device_queue
     from worker import celery_app
 
@@ -46,6 +48,8 @@ def run_worker(concurrency: int, pool: str, max_tasks_per_child: int | None, log
             "--without-gossip", "--without-mingle", "-n", f"cube-{device}@%h-{os.getpid()}"]
     if max_tasks_per_child:
         argv += ["--max-tasks-per-child", str(max_tasks_per_child)]
+    if parent_pid is not None:
+        stop_with_parent(parent_pid)
     celery_app.start(argv, device)
 
 
@@ -89,7 +93,8 @@ def up(host: str, port: int, data_dir: str | None) -> int:
     # Its own process group: the terminal's Ctrl-C reaches only `cube up`, which then stops the
     # worker and its pool children together (stop_worker), whatever state they are in.
     # Bandit B603/B404: our own worker, started from sys.executable with fixed arguments and no shell.
-    worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--loglevel", "warning"], env=os.environ.copy(),  # nosec B603
+    worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--loglevel", "warning",  # nosec B603
+                               "--parent-pid", str(os.getpid())], env=os.environ.copy(),
                               preexec_fn=die_with_parent if sys.platform == "linux" else None, start_new_session=True)
     # uvicorn shuts down on SIGTERM and then raises it again; by default that would end this
     # process before the `finally` below, leaving the worker behind. Exit cleanly instead.
@@ -115,6 +120,25 @@ def die_with_parent() -> None:
 
     PR_SET_PDEATHSIG = 1
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGQUIT)
+
+
+def stop_with_parent(parent: int, every: float = 0.5, grace: float = 5.0) -> None:
+    """In `cube up`'s worker: the parent-death signal comes once, and a worker still starting up can
+    lose it (seen under load: an orphan that never stopped). So also watch: once this process is no
+    longer `parent`'s child and has not ended within `grace` seconds (the time the signal's own cold
+    shutdown gets), send Celery's cold shutdown (SIGQUIT; before Celery handles it, its default ends
+    the process) again, every `grace` seconds until the process is gone."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        while True:
+            time.sleep(grace)
+            os.kill(os.getpid(), signal.SIGQUIT)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def stop_worker(proc: subprocess.Popen, warm: float = 10.0, cold: float = 10.0) -> None:
