@@ -144,22 +144,20 @@ def encode_multi_teacher(text_pairs, input_teacher, target_teachers: list, cache
     return validate_pairs(x, y, groups=groups, question=question), heads
 
 
-def space_columns(metadata: dict[str, Any], name: str | None) -> tuple[str | None, slice | None]:
+def space_columns(metadata: dict[str, Any], name: str | None) -> slice | None:
     """The output columns a caller asks for with `target_space` from an artifact's metadata: a model
     with heads serves one head (its first, the default space, unless named); a model without heads
-    serves all its columns and takes no other name than its own target space (`target_teacher`)."""
+    serves all its columns and takes no `target_space`."""
     heads = metadata.get("heads")
     if not heads:
-        own = metadata.get("target_teacher")
-        if name is not None and name != own:
-            raise ConfigError(f"target_space {name!r}: this model has one output space"
-                              + (f" ({own})" if own else "") + "; leave target_space out")
-        return own, None
+        if name is not None:
+            raise ConfigError(f"target_space {name!r}: this model has one output space; leave target_space out")
+        return None
     chosen = name if name is not None else next(iter(heads))
     if chosen not in heads:
         raise ConfigError(f"target_space {chosen!r} is not one of this model's heads: {', '.join(heads)}")
     start, stop = heads[chosen]
-    return chosen, slice(start, stop)
+    return slice(start, stop)
 
 
 class HeadView(nn.Module):
@@ -176,5 +174,5 @@ class HeadView(nn.Module):
 def served(model: nn.Module, metadata: dict[str, Any], target_space: str | None = None) -> nn.Module:
     """The model as a caller gets it: a multi-head model's head `target_space` (default: its first),
     else the model itself (see `space_columns` for the names it takes)."""
-    _, columns = space_columns(metadata, target_space)
+    columns = space_columns(metadata, target_space)
     return model if columns is None else HeadView(model, columns)

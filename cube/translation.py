@@ -141,35 +141,25 @@ class ProcrustesStart:
 
 
 def start_at(model: nn.Module, start: Procrustes) -> bool:
-    """Set the model's linear path to the fitted Procrustes map (y = my + (x - mx) W) and zero what is
-    added to it, so the model starts as exactly that map. False if the model has no linear path."""
-    from cube.lattice import CubeModel
-    from cube.models import LinearMap, MLPMap, ResidualMLP
+    """Set the model's linear path to the fitted Procrustes map (y = my + (x - mx) W) and zero the MLP
+    branch added to it, so the model starts as exactly that map. False if the model has no linear path.
+    The cube's automaton adds nothing yet (its cell rule's last layer starts at zero); its read-out is
+    left as it is, since zeroing it too would leave both without a gradient."""
+    from cube.models import linear_path
 
+    path = linear_path(model)
+    if path is None:
+        return False
     w = torch.as_tensor(start.w.T, dtype=torch.float32)  # nn.Linear stores (d_out, d_in)
     b = torch.as_tensor(start.my - start.mx @ start.w, dtype=torch.float32)
+    branch = getattr(model, "out", None)  # the MLP's and the residual MLP's added branch
     with torch.no_grad():
-        if isinstance(model, CubeModel):
-            if model.skip is None:
-                return False
-            # The automaton adds nothing yet (its cell rule's last layer starts at zero). Zeroing the
-            # read-out as well would leave both without a gradient: the grid would never train.
-            linear, added = model.skip, None
-        elif isinstance(model, (LinearMap, MLPMap)):
-            linear = model.linear if isinstance(model, LinearMap) else model.skip.linear
-            added = None if isinstance(model, LinearMap) else model.out
-        elif isinstance(model, ResidualMLP) and isinstance(model.project, nn.Linear):
-            model.project.weight.copy_(w)
-            model.out.weight.zero_()
-            model.out.bias.copy_(b)  # the projection has no bias: the offset goes to the zeroed branch
-            return True
-        else:
-            return False
-        linear.weight.copy_(w)
-        linear.bias.copy_(b)
-        if added is not None:
-            added.weight.zero_()
-            added.bias.zero_()
+        path.weight.copy_(w)
+        if branch is not None:
+            branch.weight.zero_()
+            branch.bias.zero_()
+        # The residual MLP's projection has no bias: the offset goes to the zeroed branch.
+        (path.bias if path.bias is not None else branch.bias).copy_(b)
     return True
 
 
