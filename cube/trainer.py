@@ -73,6 +73,26 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def pins_host_batches(device: torch.device) -> bool:
+    """Whether training batches are gathered into pinned (page-locked) host memory and copied with
+    non_blocking=True: only for CUDA. From pinned memory the copy is a DMA the host need not wait
+    for; from ordinary memory CUDA stages it and the host waits, whatever non_blocking says. On the
+    CPU there is no copy at all."""
+    return device.type == "cuda"
+
+
+def batch_to(device: torch.device, source: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """source[idx] on `device`, for an index of any shape (hard negatives index (B, k)). On CUDA the
+    rows are gathered straight into pinned memory, then copied without blocking; the pinned block
+    comes from torch's caching host allocator, which keeps it until that copy has run, so the next
+    batch's gather never overwrites a copy in flight."""
+    pin = pins_host_batches(device)
+    rows = source.shape[1:]
+    staged = torch.empty((idx.numel(), *rows), dtype=source.dtype, pin_memory=pin)
+    torch.index_select(source, 0, idx.reshape(-1), out=staged)
+    return staged.view(*idx.shape, *rows).to(device, non_blocking=pin)
+
+
 def lr_at(step: int, total_steps: int, cfg: TrainConfig) -> float:
     """Linear warm-up, then cosine decay to 5% of the peak: a pure function of the step, so resume
     needs no scheduler state."""
@@ -178,6 +198,13 @@ def fit(
     pool_size = (lambda e: curriculum.size(e)) if curriculum else (lambda e: len(x_tr))
     total_steps = sum(math.ceil(pool_size(e) / cfg.batch_size) for e in range(cfg.n_epochs))
     autocast = device.type == "cuda" and cfg.amp
+    if device.type == "cuda":
+        # cuDNN times its convolution algorithms once per input shape and keeps the fastest. Safe
+        # here: every training batch has one shape (batch_size rows; only an epoch's last is
+        # smaller), and predict's chunks of the training and validation splits a few more, so the
+        # timing is paid a handful of times per run. The algorithm it picks may differ between
+        # processes, so exact repeats stay a CPU promise (docs/learning.md).
+        torch.backends.cudnn.benchmark = True
 
     state = TrainState(fingerprint=fingerprint)
     best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -211,8 +238,8 @@ def fit(
         for idx in _batches(len(x_tr), cfg.batch_size, cfg.seed, state.epoch, pool, weights):
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(state.step, total_steps, cfg)
-            xb, yb = x_tr[idx].to(device, non_blocking=True), y_tr[idx].to(device, non_blocking=True)
-            negatives = None if mined is None else y_tr[mined[idx]].to(device, non_blocking=True)  # (B, k, D)
+            xb, yb = batch_to(device, x_tr, idx), batch_to(device, y_tr, idx)
+            negatives = None if mined is None else batch_to(device, y_tr, mined[idx])  # (B, k, D)
             if cfg.input_noise:  # std input_noise / sqrt(D): a noise vector of about that norm
                 xb = xb + torch.randn_like(xb) * (cfg.input_noise / xb.shape[1] ** 0.5)
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=autocast):

@@ -1,4 +1,5 @@
-"""The trainer: determinism, exact resume from a checkpoint, callbacks, early stopping."""
+"""The trainer: determinism, exact resume from a checkpoint, callbacks, early stopping, and how
+batches reach the device."""
 import shutil
 
 import numpy as np
@@ -7,8 +8,11 @@ import torch
 
 from cube import StopTraining, TrainConfig, build_model, fit, predict
 from cube.checkpoint import is_checkpoint, latest_checkpoint
+from cube.trainer import batch_to, pins_host_batches
 
 TINY_CUBE = {"grid": [2, 2, 3], "channels": 4, "hidden": 16, "steps": 2}
+NEEDS_CUDA = pytest.mark.skipif(not torch.cuda.is_available(),
+                                reason="no CUDA device here: the CUDA path is checked by bench/gpu_check.sh on a GPU machine")
 
 
 def split(data):
@@ -182,3 +186,32 @@ def test_another_runs_checkpoint_is_refused(synthetic, tmp_path):
     with pytest.raises(CheckpointMismatch, match="different run"):
         fit(model, train, val, cfg, checkpoint_dir=tmp_path, fingerprint="run-b")
     assert fit(model, train, val, cfg, checkpoint_dir=tmp_path, fingerprint="run-a").resumed_from == 1
+
+
+def test_only_cuda_batches_are_pinned_and_copied_without_blocking():
+    assert not pins_host_batches(torch.device("cpu"))
+    assert pins_host_batches(torch.device("cuda")) and pins_host_batches(torch.device("cuda:1"))
+
+
+def test_a_batch_is_the_indexed_rows_for_any_index_shape():
+    source = torch.randn(50, 8)
+    for idx in (torch.tensor([3, 0, 49, 3]), torch.randint(0, 50, (6, 4))):  # a batch; hard negatives (B, k)
+        batch = batch_to(torch.device("cpu"), source, idx)
+        assert batch.shape == (*idx.shape, 8) and torch.equal(batch, source[idx])
+
+
+@NEEDS_CUDA
+def test_a_cuda_batch_is_the_indexed_rows():
+    source, idx = torch.randn(50, 8), torch.randint(0, 50, (6, 4))
+    batch = batch_to(torch.device("cuda"), source, idx)
+    assert batch.device.type == "cuda" and torch.equal(batch.cpu(), source[idx])
+
+
+@NEEDS_CUDA
+def test_fit_on_cuda_with_bf16_autocast_and_hard_negatives(synthetic):
+    cfg = TrainConfig(n_epochs=2, batch_size=64, device="cuda", hard_negatives=4, early_stopping_patience=0)
+    model, result = train_once(synthetic, cfg)
+    assert result.device == "cuda" and result.epochs_run == 2 and torch.backends.cudnn.benchmark
+    assert all(np.isfinite(h["train_loss"]) for h in result.history)
+    assert next(model.parameters()).device.type == "cuda"
+    assert predict(model, synthetic.input[:10]).shape == (10, 16)
