@@ -1,7 +1,14 @@
 """Training speed of the cube: vectorised program vs a per-cell Python loop of the same rule, and
-achieved GFLOP/s vs this machine's dense float32 matmul, all measured in one run.
+achieved FLOP/s vs this device's own dense matmul, all measured in one run.
 
     python bench/train_speed.py [--device cpu|cuda] [--quick]
+
+Achieved FLOP/s = training samples/s x 3 x the model's `flops_per_sample()` (its forward pass's
+multiply-adds x 2; forward + backward counted as 3x the forward). The peak it is compared with is
+measured here, not read from a data sheet: a dense square matmul in the dtype training computes in,
+float32 on the CPU, bfloat16 on CUDA (training runs under bf16 autocast there, with
+cudnn.benchmark on, as cube.trainer.fit does); CUDA also prints the float32 matmul for reference.
+On the CPU figures are in GFLOP/s, on CUDA in TFLOP/s.
 
 The per-cell loop is what the prototype did: visit every cell in Python, gather its 3x3x3
 neighbourhood, run the cell MLP on it. It uses the very same weights, and the script first checks
@@ -37,7 +44,7 @@ def per_cell_loop_step(model: CubeModel, s: torch.Tensor) -> torch.Tensor:
                 h = F.relu(neighbourhood @ w1.T + b1 + g)
                 ds = h @ w2.T + b2
                 if model.training:
-                    fire = (torch.rand(B, 1) < cfg.fire_rate).to(ds.dtype)
+                    fire = (torch.rand(B, 1, device=s.device) < cfg.fire_rate).to(ds.dtype)
                 else:
                     fire = cfg.fire_rate
                 cells.append(s[:, :, x, y, z] + fire * ds)
@@ -78,6 +85,7 @@ def train_rate(forward, model, batch: int, steps: int, device: torch.device, amp
 
 
 def matmul_gflops(device: torch.device, n: int = 2048, reps: int = 10, dtype=torch.float32) -> float:
+    """Dense n x n matmul GFLOP/s in `dtype`: the peak this device reaches in practice."""
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     a @ b
     if device.type == "cuda":
@@ -100,7 +108,11 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer steps (a smoke run)")
     args = ap.parse_args()
     device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        ap.error(f"--device {args.device}: torch {torch.__version__} sees no CUDA device")
     amp = device.type == "cuda"
+    if amp:
+        torch.backends.cudnn.benchmark = True  # as cube.trainer.fit on CUDA: one batch shape per row
     torch.manual_seed(0)
     print(f"device: {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
           f"torch {torch.__version__}, autocast bf16: {amp}")
@@ -115,8 +127,13 @@ def main() -> None:
     print(f"per-cell loop vs vectorised, same weights: max |difference| = {diff:.2e}")
     assert diff < 1e-3, "the loop does not implement the same rule"
 
-    peak = matmul_gflops(device, n=8192 if device.type == "cuda" else 2048)
-    print(f"dense float32 matmul: {peak:,.0f} GFLOP/s")
+    unit, scale = ("TFLOP/s", 1e3) if device.type == "cuda" else ("GFLOP/s", 1.0)
+    n = 8192 if device.type == "cuda" else 2048
+    peak = matmul_gflops(device, n=n, reps=20 if amp else 10)
+    print(f"dense float32 matmul ({n}x{n}): {peak / scale:,.1f} {unit}")
+    if amp:
+        peak = matmul_gflops(device, n=n, reps=100, dtype=torch.bfloat16)
+        print(f"dense bfloat16 matmul ({n}x{n}): {peak / scale:,.1f} {unit} (the peak below: training runs under bf16 autocast)")
     quick = args.quick
     rows = []
     for name, cfg, batch in [
@@ -130,7 +147,7 @@ def main() -> None:
         gflops = rate * flops / 1e9
         rows.append((name, model.parameter_count(), rate, gflops, gflops / peak))
         print(f"{name}: {model.parameter_count():,} parameters, {model.flops_per_sample() / 1e6:.1f} MFLOP/sample forward; "
-              f"training {rate:,.0f} samples/s (batch {batch}), {gflops:,.1f} GFLOP/s = {100 * gflops / peak:.1f}% of matmul")
+              f"training {rate:,.0f} samples/s (batch {batch}), {gflops / scale:,.2f} {unit} = {100 * gflops / peak:.1f}% of matmul")
 
     # The prototype's way: per-cell Python loop, batch size 1; and the loop batched over samples.
     model = CubeModel(CubeConfig()).to(device).train()
