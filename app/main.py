@@ -48,6 +48,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for path in await run_in_threadpool(app.state.storage.remove_abandoned_temp_files):
             log.warning("removed %s, left half-written by an API process that died", path.name)
         configured_registry()  # a broken CUBE_TEACHERS_FILE stops the start, naming the file and the key
+        if settings.transform_device == "cuda":  # stop the start rather than fail every transform
+            import torch
+
+            if not torch.cuda.is_available():
+                raise RuntimeError(f"CUBE_TRANSFORM_DEVICE=cuda, but torch {torch.__version__} sees no CUDA device")
         # Build the Celery producer now (imports, connection pool), not on the first job's POST.
         await run_in_threadpool(queue.producer, settings)
         yield

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlparse
 
 from pydantic import Field, model_validator
@@ -46,6 +47,7 @@ class Settings(BaseSettings):
     transform_max_queue_rows: int = 8192    # beyond this, 429 with Retry-After
     transform_resolve_cache_seconds: float = 1.0  # other processes' alias moves reach this one within this
     transform_job_batch_rows: int = 1024    # rows per forward pass of a bulk transform job (its memory bound)
+    transform_device: Literal["cpu", "cuda"] = "cpu"  # where the API runs /v1/transform's models (CUDA_VISIBLE_DEVICES picks the GPU)
 
     # Delivery guarantees (see docs/service.md, "Jobs and workers").
     max_attempts: int = 3                  # claims of one job before it is failed for good

@@ -58,9 +58,9 @@ def metrics(session: SessionDep, telemetry: TelemetryDep, cache: ModelCacheDep) 
 
 @info_router.get("/info")
 def info(settings: SettingsDep, session: SessionDep, cache: ModelCacheDep) -> dict:
-    """Version, limits, loaded models, the worker kinds seen (live ones reported within the lease), and the
-    teachers text can be encoded with (the built-in ones plus CUBE_TEACHERS_FILE's; `installed` says
-    whether this process has their files)."""
+    """Version, limits, the device transforms run on, loaded models, the worker kinds seen (live ones
+    reported within the lease), and the teachers text can be encoded with (the built-in ones plus
+    CUBE_TEACHERS_FILE's; `installed` says whether this process has their files)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -73,5 +73,6 @@ def info(settings: SettingsDep, session: SessionDep, cache: ModelCacheDep) -> di
                        "max_transform_vectors": settings.max_transform_vectors,
                        "transform_max_queue_rows": settings.transform_max_queue_rows,
                        "transform_max_batch_rows": settings.transform_max_batch_rows, "min_pairs": settings.min_pairs},
-            "loaded_models": cache.loaded(), "workers": workers.kinds_seen(session, settings),
+            "transform_device": settings.transform_device, "loaded_models": cache.loaded(),
+            "workers": workers.kinds_seen(session, settings),
             "teachers": catalogue()}

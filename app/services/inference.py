@@ -117,7 +117,7 @@ class ModelCache:
 
         try:
             # Staged once per host (the storage's cache), loaded once per process (this cache).
-            model, desc = load_model(storage.stage_tree(version.artifact_key))
+            model, desc = load_model(storage.stage_tree(version.artifact_key), device=self.settings.transform_device)
         except (ArtifactError, OSError, StorageError) as exc:
             raise NotReady(f"model version {version.id} cannot be loaded: {exc}", code="model_unavailable") from None
         s, t = self.settings, self.telemetry
