@@ -112,6 +112,7 @@ class ModelCache:
     def _load(self, version: ModelVersion, storage: Storage) -> LoadedModel:
         from cube.artifacts import ArtifactError, load_model
         from cube.autoencoder import Autoencoder, Half
+        from cube.fast_inference import accelerate
         from cube.multiteacher import served
         from cube.trainer import predict
 
@@ -120,6 +121,7 @@ class ModelCache:
             model, desc = load_model(storage.stage_tree(version.artifact_key), device=self.settings.transform_device)
         except (ArtifactError, OSError, StorageError) as exc:
             raise NotReady(f"model version {version.id} cannot be loaded: {exc}", code="model_unavailable") from None
+        model = accelerate(model)  # each cube's eval-only fast path (eager where it does not apply)
         s, t = self.settings, self.telemetry
         label = f"{version.model_name}:v{version.version}"
 

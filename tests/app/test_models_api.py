@@ -71,6 +71,18 @@ def test_transform_floats_and_base64(versions):
     assert np.allclose(y2, y / np.linalg.norm(y, axis=1, keepdims=True), atol=1e-5)
 
 
+def test_transform_serves_a_cube_through_its_fast_path(versions):
+    """The service's cube is cube.fast_inference's eval-only rewrite (the test above pins its outputs
+    against the saved model's eager forward)."""
+    from cube.fast_inference import FastCube
+
+    c, _ = versions
+    r = c.post("/v1/transform", json={"model": "m", "input": np.ones((2, 16)).tolist()})
+    assert r.status_code == 200, r.text
+    loaded = c.app.state.model_cache._cached(r.headers["x-model-version"])
+    assert isinstance(loaded.model, FastCube)
+
+
 def test_alias_moves_serving_at_once(trained):
     c = trained
     assert c.put("/v1/models/m/aliases/prod", json={"version": 1}).json() == {"object": "model.alias", "model": "m",
