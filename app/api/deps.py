@@ -16,7 +16,7 @@ from app.storage import Storage
 from app.telemetry import Telemetry
 
 
-def storable_params(request: Request) -> None:
+async def storable_params(request: Request) -> None:
     """Every path and query parameter is text a database can compare with (no NUL): else 400 naming it.
     Runs for every route, before any lookup."""
     for name, value in (*request.path_params.items(), *request.query_params.multi_items()):
@@ -24,7 +24,7 @@ def storable_params(request: Request) -> None:
             check_text(value, name)
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
@@ -42,14 +42,14 @@ def get_session(settings: SettingsDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def get_storage(request: Request) -> Storage:
+async def get_storage(request: Request) -> Storage:
     return request.app.state.storage
 
 
 StorageDep = Annotated[Storage, Depends(get_storage)]
 
 
-def get_enqueue(settings: SettingsDep) -> Callable[..., None]:
+async def get_enqueue(settings: SettingsDep) -> Callable[..., None]:
     """Sends by task name; tests replace this dependency with a recorder."""
     def enqueue(task: str, *args: Any, device: str = "cpu") -> None:
         queue.enqueue(settings, task, *args, device=device)
@@ -59,14 +59,14 @@ def get_enqueue(settings: SettingsDep) -> Callable[..., None]:
 EnqueueDep = Annotated[Callable[..., None], Depends(get_enqueue)]
 
 
-def get_model_cache(request: Request) -> ModelCache:
+async def get_model_cache(request: Request) -> ModelCache:
     return request.app.state.model_cache
 
 
 ModelCacheDep = Annotated[ModelCache, Depends(get_model_cache)]
 
 
-def get_telemetry(request: Request) -> Telemetry:
+async def get_telemetry(request: Request) -> Telemetry:
     return request.app.state.telemetry
 
 
