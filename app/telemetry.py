@@ -6,10 +6,11 @@ filled at scrape time by the caller of `render`, not kept in memory.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import os
 import time
-import uuid
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -23,6 +24,19 @@ _ROWS_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 OTHER_METHOD = "other"
 UNMATCHED_ROUTE = "unmatched"
+
+
+class RequestIds:
+    """Unique request ids, cheaply: a random per-process prefix and a counter. An id only has to be
+    unique and findable in the logs, and a uuid4 per request costs a system call for entropy (about
+    0.1 ms here, a tenth of a transform's budget)."""
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._counter = itertools.count()
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter):016x}"
 
 
 class Telemetry:
@@ -57,6 +71,7 @@ class TelemetryMiddleware:
     def __init__(self, app, telemetry: Telemetry):
         self.app = app
         self.telemetry = telemetry
+        self.ids = RequestIds()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -64,7 +79,7 @@ class TelemetryMiddleware:
         headers = dict(scope.get("headers") or [])
         incoming = headers.get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
         # Accept a caller's id only if it is short and printable; otherwise make one.
-        request_id = incoming if 0 < len(incoming) <= 128 and incoming.isprintable() else uuid.uuid4().hex
+        request_id = incoming if 0 < len(incoming) <= 128 and incoming.isprintable() else self.ids.next()
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500
         started = time.perf_counter()
