@@ -22,6 +22,7 @@ from app.api.deps import storable_params
 from app.body_limit import BodyLimitMiddleware, limit_message
 from app.errors import ServiceError, error_body
 from app.services.inference import ModelCache
+from app.services.keys import KeyCache
 from app.settings import Settings, get_settings
 from app.storage import StorageUnavailable, get_storage
 from app.telemetry import REQUEST_ID_HEADER, Telemetry, TelemetryMiddleware
@@ -29,8 +30,9 @@ from app.ui import router as ui
 from cube.teachers import configured_registry
 
 log = logging.getLogger("cube.api")
-ROUTERS = [ops.router, ops.info_router, datasets.router, jobs.router, models.router, evaluations.router,
-           downloads.router, transform.router, embeddings.router, webhooks.router, transform_jobs.router,
+# /v1/transform first: a request is matched against the routes in order, and it is the hot path.
+ROUTERS = [transform.router, ops.router, ops.info_router, datasets.router, jobs.router, models.router,
+           evaluations.router, downloads.router, embeddings.router, webhooks.router, transform_jobs.router,
            sweeps.router]
 UPLOAD_PATHS = ("/v1/datasets", "/v1/transform-jobs")
 MULTIPART_OVERHEAD = 64 * 1024
@@ -63,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.storage.temp_dir()  # creates the local directories (an error here is a start error)
     app.state.telemetry = Telemetry()
     app.state.model_cache = ModelCache(settings, app.state.telemetry)
+    app.state.key_cache = KeyCache(settings.transform_resolve_cache_seconds)
     for router in ROUTERS:
         app.include_router(router)
     ui.install(app)  # the dashboard at /ui (docs/dashboard.md); not in the OpenAPI document

@@ -12,8 +12,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 
 from app.api.deps import SessionDep, SettingsDep
+from app.db import get_sessionmaker
 from app.errors import Forbidden, Unauthorized
 from app.models import ApiKey
 from app.services import keys
@@ -32,7 +34,10 @@ def current_key(request: Request, settings: SettingsDep, session: SessionDep) ->
     """The caller's live key; None when auth is off."""
     if not settings.require_auth:
         return None
-    key = keys.authenticate(session, bearer_secret(request))
+    return accepted(request, keys.authenticate(session, bearer_secret(request)))
+
+
+def accepted(request: Request, key: ApiKey | None) -> ApiKey:
     if key is None:
         raise Unauthorized("the API key is not valid (unknown or revoked)")
     request.state.api_key_id = key.id  # for logs
@@ -57,3 +62,22 @@ class RequireScope:
 TRAIN = Depends(RequireScope("train"))          # datasets, training jobs, models (reads and writes)
 TRANSFORM = Depends(RequireScope("transform"))  # /v1/transform
 ANY_KEY = Depends(RequireScope(None))           # /info
+
+
+async def authorize(request: Request, scope: str) -> ApiKey | None:
+    """`current_key` + `RequireScope(scope)` for a route that skips dependency injection to stay lean
+    (/v1/transform), with the app's key cache (app.services.keys.KeyCache): no SQL for a key seen
+    within the cache's seconds."""
+    settings = request.app.state.settings
+    if not settings.require_auth:
+        return None
+    secret, cache = bearer_secret(request), request.app.state.key_cache
+    found, key = cache.get(secret)
+    if not found:
+        def lookup() -> ApiKey | None:
+            with get_sessionmaker(settings.database)() as session:
+                return keys.authenticate(session, secret)
+
+        key = await run_in_threadpool(lookup)
+        cache.put(secret, key)
+    return RequireScope(scope)(accepted(request, key))

@@ -69,20 +69,24 @@ class ModelCache:
         self._resolved: dict[tuple, tuple[float, ModelVersion]] = {}
 
     def resolve(self, session: Session, name: str, version: int | None, alias: str | None) -> ModelVersion:
-        key, now = (name, version, alias), time.monotonic()
-        hit = self._resolved.get(key)
-        if hit is not None and now - hit[0] < self.resolve_ttl:
-            return hit[1]
-        resolved = registry.resolve(session, name, version, alias)
-        with self._lock:
-            self._resolved[key] = (now, resolved)
+        resolved = self.fresh_resolution(name, version, alias)
+        if resolved is None:
+            resolved = registry.resolve(session, name, version, alias)
+            with self._lock:
+                self._resolved[(name, version, alias)] = (time.monotonic(), resolved)
         return resolved
+
+    def fresh_resolution(self, name: str, version: int | None, alias: str | None) -> ModelVersion | None:
+        """What `resolve` gave for these arguments less than `resolve_ttl` seconds ago, else None."""
+        hit = self._resolved.get((name, version, alias))
+        return hit[1] if hit is not None and time.monotonic() - hit[0] < self.resolve_ttl else None
 
     def forget_resolutions(self) -> None:
         with self._lock:
             self._resolved.clear()
 
-    def _cached(self, version_id: str) -> LoadedModel | None:
+    def peek(self, version_id: str) -> LoadedModel | None:
+        """The version's model if this process has it loaded (most recently used from now on), else None."""
         with self._lock:
             loaded = self._models.get(version_id)
             if loaded is not None:
@@ -90,13 +94,13 @@ class ModelCache:
             return loaded
 
     def get(self, version: ModelVersion, storage: Storage) -> LoadedModel:
-        loaded = self._cached(version.id)
+        loaded = self.peek(version.id)
         if loaded is not None:
             return loaded
         with self._lock:
             load_lock = self._loading.setdefault(version.id, threading.Lock())
         with load_lock:
-            loaded = self._cached(version.id)  # loaded by the thread we waited for
+            loaded = self.peek(version.id)  # loaded by the thread we waited for
             if loaded is None:
                 loaded = self._load(version, storage)
                 with self._lock:
@@ -367,6 +371,18 @@ def prepare(session: Session, settings: Settings, storage: Storage, cache: Model
     resolved = cache.resolve(session, model, version, alias)
     x = read(resolved, settings.max_transform_vectors)
     return Prepared(resolved, x, cache.get(resolved, storage), operation(resolved))
+
+
+def prepare_if_loaded(settings: Settings, cache: ModelCache, *, model: str, version: int | None, alias: str | None,
+                      read: Callable[[ModelVersion, int], np.ndarray],
+                      operation: Callable[[ModelVersion], str] = lambda version: FORWARD) -> Prepared | None:
+    """`prepare` when it needs neither SQL nor a model load (the version was resolved within the
+    resolve cache's seconds and its model is loaded), so it can run on the event loop; else None."""
+    resolved = cache.fresh_resolution(model, version, alias)
+    loaded = cache.peek(resolved.id) if resolved is not None else None
+    if loaded is None:
+        return None
+    return Prepared(resolved, read(resolved, settings.max_transform_vectors), loaded, operation(resolved))
 
 
 async def transform(prepared: Prepared, telemetry: Telemetry, *, normalize: bool = False) -> TransformResult:

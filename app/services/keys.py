@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 import time
+from collections import OrderedDict
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -59,3 +61,32 @@ def authenticate(session: Session, secret: str) -> ApiKey | None:
         return None
     key = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(secret)))
     return key if key is not None and key.revoked_at is None else None
+
+
+class KeyCache:
+    """What `authenticate` said about a secret, remembered for `ttl` seconds, for the hot path
+    (/v1/transform): one SQL lookup per key per `ttl` instead of one per request. So a revoked key
+    still transforms for at most `ttl` seconds in a process that saw it just before. Unknown secrets
+    are remembered too (a flood of bad keys costs no queries), and at most `size` secrets are kept."""
+
+    def __init__(self, ttl: float, size: int = 4096):
+        self.ttl, self.size = ttl, size
+        self._seen: OrderedDict[str, tuple[float, ApiKey | None]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, secret: str) -> tuple[bool, ApiKey | None]:
+        """(found, key): found is False when the secret must be looked up."""
+        digest = hash_key(secret)
+        with self._lock:
+            hit = self._seen.get(digest)
+        if hit is None or time.monotonic() - hit[0] >= self.ttl:
+            return False, None
+        return True, hit[1]
+
+    def put(self, secret: str, key: ApiKey | None) -> None:
+        digest = hash_key(secret)
+        with self._lock:
+            self._seen[digest] = (time.monotonic(), key)
+            self._seen.move_to_end(digest)
+            while len(self._seen) > self.size:
+                self._seen.popitem(last=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 
 import pytest
 
@@ -112,6 +113,9 @@ def test_cli_create_list_revoke(monkeypatch, tmp_path, capsys, client_for):
         ok = c.post("/v1/transform", json={"model": "none", "input": [[0.1]]}, headers={"Authorization": f"Bearer {secret}"})
         assert ok.status_code == 404
         assert main(["keys", "revoke", key_id]) == 0 and f"revoked {key_id}" in capsys.readouterr().out
+        assert c.get("/info", headers={"Authorization": f"Bearer {secret}"}).status_code == 401  # at once
+        # /v1/transform remembers a key for the resolve cache's seconds (app.services.keys.KeyCache).
+        time.sleep(s.transform_resolve_cache_seconds)
         r = c.post("/v1/transform", json={"model": "none", "input": [[0.1]]}, headers={"Authorization": f"Bearer {secret}"})
         assert r.status_code == 401
         assert main(["keys", "revoke", "key_nope"]) == 1
@@ -131,3 +135,18 @@ def test_cube_up_opens_only_on_loopback():
     assert public.require_auth and "keys required" in banner(public, "0.0.0.0", 8000)
     assert "dashboard http://127.0.0.1:8000/ui" in banner(public, "0.0.0.0", 8000)
     assert quickstart_settings(Settings(require_auth=True), "127.0.0.1").require_auth  # an explicit choice wins
+
+
+def test_the_key_cache_forgets_after_its_seconds_and_stays_bounded(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr(keys.time, "monotonic", lambda: now[0])
+    cache = keys.KeyCache(ttl=1.0, size=2)
+    assert cache.get("cube_a") == (False, None)
+    cache.put("cube_a", None)  # an unknown secret is remembered as unknown
+    assert cache.get("cube_a") == (True, None)
+    now[0] += 1.0
+    assert cache.get("cube_a") == (False, None)  # stale: look it up again
+    cache.put("cube_a", None)
+    cache.put("cube_b", None)
+    cache.put("cube_c", None)
+    assert cache.get("cube_a") == (False, None) and cache.get("cube_c") == (True, None)  # the oldest went
