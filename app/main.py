@@ -50,11 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for path in await run_in_threadpool(app.state.storage.remove_abandoned_temp_files):
             log.warning("removed %s, left half-written by an API process that died", path.name)
         configured_registry()  # a broken CUBE_TEACHERS_FILE stops the start, naming the file and the key
-        if settings.transform_device == "cuda":  # stop the start rather than fail every transform
-            import torch
-
-            if not torch.cuda.is_available():
-                raise RuntimeError(f"CUBE_TRANSFORM_DEVICE=cuda, but torch {torch.__version__} sees no CUDA device")
+        configure_torch(settings)
         # Build the Celery producer now (imports, connection pool), not on the first job's POST.
         await run_in_threadpool(queue.producer, settings)
         yield
@@ -84,6 +80,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
     app.add_middleware(TelemetryMiddleware, telemetry=app.state.telemetry)  # added last: outermost
     return app
+
+
+def configure_torch(settings: Settings) -> None:
+    """The API's torch, for the transform batchers' forward passes: CUBE_TRANSFORM_DEVICE=cuda needs a
+    GPU (stop the start rather than fail every transform), and CUBE_TORCH_THREADS caps its threads
+    (several API processes on one machine should split the cores: docs/service.md, "Sizing")."""
+    if settings.transform_device != "cuda" and not settings.torch_threads:
+        return  # nothing to set: torch is imported with the first model
+    import torch
+
+    if settings.transform_device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"CUBE_TRANSFORM_DEVICE=cuda, but torch {torch.__version__} sees no CUDA device")
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
 
 
 def install_error_handlers(app: FastAPI) -> None:
