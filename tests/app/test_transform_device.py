@@ -28,7 +28,7 @@ def served_on(client_for, settings, pairs_npz):
 
 
 def device_of(client, version) -> str:
-    loaded = client.app.state.model_cache._cached(version["id"])
+    loaded = client.app.state.model_cache.peek(version["id"])
     return next(loaded.model.parameters()).device.type
 
 
@@ -53,3 +53,12 @@ def test_transforms_run_on_cuda_when_told(client_for, sqlite_settings, pairs_npz
     assert c.get("/info").json()["transform_device"] == "cuda" and device_of(c, version) == "cuda"
     # cuDNN may run the cube's convolutions in TF32: close to the CPU's float32, not equal.
     assert np.allclose(got, expected, rtol=1e-2, atol=1e-3)
+
+
+def test_the_api_caps_torch_threads_when_told(sqlite_settings):
+    before = torch.get_num_threads()
+    try:
+        with TestClient(create_app(sqlite_settings.model_copy(update={"torch_threads": 1}))):
+            assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
