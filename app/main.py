@@ -21,6 +21,7 @@ from app.api import (datasets, downloads, embeddings, evaluations, jobs, models,
 from app.api.deps import storable_params
 from app.body_limit import BodyLimitMiddleware, limit_message
 from app.errors import ServiceError, error_body
+from app.hot_route import HotRoute
 from app.services.inference import ModelCache
 from app.services.keys import KeyCache
 from app.settings import Settings, get_settings
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return settings.max_upload_bytes + MULTIPART_OVERHEAD, upload_refusal
         return settings.max_request_bytes, body_refusal
 
+    app.add_middleware(HotRoute, route=transform.TRANSFORM_ROUTE, exception_handlers=app.exception_handlers)
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
     app.add_middleware(TelemetryMiddleware, telemetry=app.state.telemetry)  # added last: outermost
     return app

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from app.api.auth import authorize
+from app.api.deps import storable_params
 from app.db import get_sessionmaker
 from app.openapi import errors
 from app.schemas import TransformRequest, TransformResponse
@@ -37,6 +38,7 @@ INLINE_RENDER_VALUES = 1 << 16   # larger answers are serialised in the thread p
              responses=errors(401, 403, 404, 422, 429, 503))
 async def transform(request: Request) -> Response:
     """Map input embeddings (or texts, for text-trained models) to the target space."""
+    await storable_params(request)
     await authorize(request, "transform")
     state = request.app.state
     body = await request.body()  # bounded by the body-limit middleware (413 past max_request_bytes)
@@ -57,6 +59,9 @@ async def transform(request: Request) -> Response:
     return Response(content, media_type="application/json", headers={
         "x-model-version": version.id, "x-inference-time": f"{result.seconds:.6f}",
         "x-queue-time": f"{result.queue_seconds:.6f}"})
+
+
+TRANSFORM_ROUTE = router.routes[-1]  # served by app.hot_route.HotRoute, ahead of FastAPI's router
 
 
 def sources(parsed: ParsedRequest) -> dict:
