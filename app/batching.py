@@ -2,11 +2,10 @@
 
     submit(x1) ─┐
     submit(x2) ─┼─► queue ─► collector task ─► concat ─► forward() in the model's own thread ─► split
-    submit(x3) ─┘                (waits for company while it keeps coming, at most `max_wait_s`,
-                                  up to `max_batch_rows`)
+    submit(x3) ─┘                (waits at most `max_wait_s` for company, up to `max_batch_rows`)
 
 While a forward pass runs, new requests queue up and form the next batch, so under load batches grow
-by themselves. The queue is bounded in rows: past `max_queue_rows` a request is refused at once with
+by themselves: with no wait (the default), a lone request goes at once and a crowd still shares passes. The queue is bounded in rows: past `max_queue_rows` a request is refused at once with
 `Overloaded` (the API answers 429 + Retry-After) instead of waiting without end. The event loop
 never runs the model: it only moves numpy arrays and futures.
 """
@@ -87,19 +86,17 @@ class DynamicBatcher:
             carry = None
             rows = batch[0].x.shape[0]
             deadline = loop.time() + self.max_wait_s
-            arrived = True
             while rows < self.max_batch_rows:
                 if self._queue.empty():
-                    # Wait for company only while it keeps coming, a turn of the event loop at a time
-                    # (each turn lets requests already on their way reach the queue), and for at most
-                    # max_wait_s: a lone request goes at once, a crowd goes together.
-                    if not arrived or loop.time() >= deadline:
+                    # Take what is queued without waiting; then, once, sleep out the rest of the wait
+                    # for company. (A wait_for per request would cost a task each: most of a small
+                    # request's CPU.)
+                    if loop.time() >= deadline:
                         break
-                    arrived = False
-                    await asyncio.sleep(0)
+                    await asyncio.sleep(deadline - loop.time())
+                    deadline = loop.time()  # the wait is spent: take what came, then go
                     continue
                 item = self._queue.get_nowait()
-                arrived = True
                 if rows + item.x.shape[0] > self.max_batch_rows:
                     carry = item  # a batch never exceeds the limit unless one request alone does
                     break

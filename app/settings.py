@@ -43,7 +43,9 @@ class Settings(BaseSettings):
     max_transform_vectors: int = 4096
     model_cache_size: int = 8
     transform_max_batch_rows: int = 256     # one forward pass serves several requests up to this many rows
-    transform_max_wait_ms: float = 2.0      # how long a pass waits for company
+    # How long a pass waits for company. 0: none; under load the requests that arrive during a pass
+    # form the next one anyway, and a wait would only delay a lone request.
+    transform_max_wait_ms: float = 0.0
     transform_max_queue_rows: int = 8192    # beyond this, 429 with Retry-After
     transform_resolve_cache_seconds: float = 1.0  # other processes' alias moves reach this one within this
     transform_job_batch_rows: int = 1024    # rows per forward pass of a bulk transform job (its memory bound)
