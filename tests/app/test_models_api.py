@@ -79,7 +79,7 @@ def test_transform_serves_a_cube_through_its_fast_path(versions):
     c, _ = versions
     r = c.post("/v1/transform", json={"model": "m", "input": np.ones((2, 16)).tolist()})
     assert r.status_code == 200, r.text
-    loaded = c.app.state.model_cache._cached(r.headers["x-model-version"])
+    loaded = c.app.state.model_cache.peek(r.headers["x-model-version"])
     assert isinstance(loaded.model, FastCube)
 
 
