@@ -6,10 +6,8 @@ module is left alone (a wrapper holding a cube, such as an `Autoencoder`, is sha
 cube replaced, so the original is never modified). Training never goes through here.
 
 What makes `FastCube` faster than `CubeModel.forward` on CPU (bench/RESULTS.md, "Cube inference on
-CPU"), with the same arithmetic up to float32 rounding:
-  - a zero boundary is the convolution's own `padding=1` instead of an `F.pad` copy, so oneDNN does
-    not multiply the padding's zeros (on the 4x4x6 grid 38% of the 3x3x3 taps fall outside it): one
-    step's convolution at batch 64 took 1.2 ms instead of 2.6 ms, and that is most of the gain;
+CPU"), with the same arithmetic up to float32 rounding (the largest gain found here, a zero boundary
+done by the convolution's own padding, now serves training too: `cube.lattice.Perception`):
   - the state is updated in place: the 1x1x1 convolution is a matmul added into the channels-last
     state (`addmm_`), the global term and the ReLU are applied in place, where eager writes a fresh
     buffer for each (an out-of-place ReLU on a fresh buffer profiled many times slower);
@@ -79,7 +77,6 @@ class FastCube(nn.Module):
         self.skip = packed(model.skip)
         self.gated = rule.gated
         self.fc_global = copy.deepcopy(rule.fc_global)
-        # The periodic boundary keeps the eager perception (pad, then convolve without padding).
         self.perceive = copy.deepcopy(rule.perceive)
         # fc_out as a (hidden, C) matmul on channels-last rows, fire_rate folded in.
         self.out_weight = (rule.fc_out.weight.detach().flatten(1) * cfg.fire_rate).t().contiguous()
@@ -96,18 +93,6 @@ class FastCube(nn.Module):
         s[:, 0] = x.reshape(-1)
         return s
 
-    def perceive_zero_boundary(self, s: torch.Tensor) -> torch.Tensor:
-        """`Perception.forward` for a zero boundary, with the padding done by the convolutions."""
-        p = self.perceive
-        if p.kind == "fixed":
-            return p.mix(F.conv3d(s, p.kernels, padding=1, groups=s.shape[1]))
-        if p.neighbourhood == 26:
-            return F.conv3d(s, p.conv.weight, p.conv.bias, padding=1)
-        h = F.conv3d(s, p.conv_x.weight, p.conv_x.bias, padding=(1, 0, 0))
-        h += F.conv3d(s, p.conv_y.weight, padding=(0, 1, 0))
-        h += F.conv3d(s, p.conv_z.weight, padding=(0, 0, 1))
-        return h
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
         B, (X, Y, Z), C = x.shape[0], cfg.grid, cfg.channels
@@ -115,10 +100,7 @@ class FastCube(nn.Module):
         s = s0.clone()  # updated in place; s0 is kept for the read-out of the change
         grid = s.view(B, X, Y, Z, C).permute(0, 4, 1, 2, 3)  # (B, C, X, Y, Z) view in channels_last_3d
         for _ in range(cfg.steps):
-            if cfg.boundary == "zero":
-                h = self.perceive_zero_boundary(grid)
-            else:
-                h = self.perceive(grid)
+            h = self.perceive(grid)
             if self.fc_global is not None:
                 h += self.fc_global(grid.mean(dim=(2, 3, 4)))[:, :, None, None, None]
             if self.gated:

@@ -78,6 +78,8 @@ class Perception(nn.Module):
             self.conv_z = nn.Conv3d(C, width, (1, 1, 3), bias=False)
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
+        if self.boundary == "zero":
+            return self.zero_boundary(s)
         padded = pad_grid(s, self.boundary)  # (B, C, X+2, Y+2, Z+2)
         if self.kind == "fixed":
             return self.mix(F.conv3d(padded, self.kernels, groups=s.shape[1]))
@@ -87,6 +89,19 @@ class Perception(nn.Module):
             self.conv_x(padded[:, :, :, 1:-1, 1:-1])
             + self.conv_y(padded[:, :, 1:-1, :, 1:-1])
             + self.conv_z(padded[:, :, 1:-1, 1:-1, :])
+        )
+
+    def zero_boundary(self, s: torch.Tensor) -> torch.Tensor:
+        """The same with zeros beyond the faces, padded by the convolutions themselves: no padded copy,
+        and oneDNN skips the taps that fall outside (38% of them on a 4x4x6 grid), about twice as fast."""
+        if self.kind == "fixed":
+            return self.mix(F.conv3d(s, self.kernels, padding=1, groups=s.shape[1]))
+        if self.neighbourhood == 26:
+            return F.conv3d(s, self.conv.weight, self.conv.bias, padding=1)
+        return (
+            F.conv3d(s, self.conv_x.weight, self.conv_x.bias, padding=(1, 0, 0))
+            + F.conv3d(s, self.conv_y.weight, padding=(0, 1, 0))
+            + F.conv3d(s, self.conv_z.weight, padding=(0, 0, 1))
         )
 
     def macs_per_cell(self, C: int, width: int) -> int:

@@ -156,3 +156,22 @@ def test_runs_on_cuda_with_autocast():
         y = model(torch.randn(4, model.cfg.d_in, device="cuda"))
     y.float().sum().backward()
     assert model.cell_rule.fc_out.weight.grad is not None
+
+
+@pytest.mark.parametrize("overrides", [{}, {"neighbourhood": 6}, {"perception": "fixed"}, {"cell": "gated"}])
+def test_a_zero_boundary_padded_by_the_convolutions_equals_padding_with_zeros(overrides):
+    from cube.lattice import pad_grid
+
+    torch.manual_seed(0)
+    model = CubeModel(CubeConfig(d_in=8, d_out=8, grid=(3, 4, 5), channels=4, hidden=6, **overrides))
+    perceive = model.cell_rule.perceive
+    s = torch.randn(2, 4, 3, 4, 5)
+    padded = pad_grid(s, "zero")
+    if perceive.kind == "fixed":
+        expected = perceive.mix(torch.nn.functional.conv3d(padded, perceive.kernels, groups=4))
+    elif perceive.neighbourhood == 26:
+        expected = perceive.conv(padded)
+    else:
+        expected = (perceive.conv_x(padded[:, :, :, 1:-1, 1:-1]) + perceive.conv_y(padded[:, :, 1:-1, :, 1:-1])
+                    + perceive.conv_z(padded[:, :, 1:-1, 1:-1, :]))
+    torch.testing.assert_close(perceive(s), expected, atol=1e-5, rtol=1e-5)
