@@ -5,7 +5,8 @@
     submit(x3) ─┘                (waits at most `max_wait_s` for company, up to `max_batch_rows`)
 
 While a forward pass runs, new requests queue up and form the next batch, so under load batches grow
-by themselves: with no wait (the default), a lone request goes at once and a crowd still shares passes. The queue is bounded in rows: past `max_queue_rows` a request is refused at once with
+by themselves: with no wait (the default), a lone request goes at once and a crowd still shares
+passes. The queue is bounded in rows: past `max_queue_rows` a request is refused at once with
 `Overloaded` (the API answers 429 + Retry-After) instead of waiting without end. The event loop
 never runs the model: it only moves numpy arrays and futures.
 """

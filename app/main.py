@@ -31,9 +31,8 @@ from app.ui import router as ui
 from cube.teachers import configured_registry
 
 log = logging.getLogger("cube.api")
-# /v1/transform first: a request is matched against the routes in order, and it is the hot path.
-ROUTERS = [transform.router, ops.router, ops.info_router, datasets.router, jobs.router, models.router,
-           evaluations.router, downloads.router, embeddings.router, webhooks.router, transform_jobs.router,
+ROUTERS = [ops.router, ops.info_router, datasets.router, jobs.router, models.router, evaluations.router,
+           downloads.router, transform.router, embeddings.router, webhooks.router, transform_jobs.router,
            sweeps.router]
 UPLOAD_PATHS = ("/v1/datasets", "/v1/transform-jobs")
 MULTIPART_OVERHEAD = 64 * 1024
@@ -87,7 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def configure_torch(settings: Settings) -> None:
     """The API's torch, for the transform batchers' forward passes: CUBE_TRANSFORM_DEVICE=cuda needs a
     GPU (stop the start rather than fail every transform), and CUBE_TORCH_THREADS caps its threads
-    (several API processes on one machine should split the cores: docs/service.md, "Sizing")."""
+    (several API processes on one machine should split the cores: docs/sizing.md)."""
     if settings.transform_device != "cuda" and not settings.torch_threads:
         return  # nothing to set: torch is imported with the first model
     import torch
