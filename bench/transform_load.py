@@ -34,8 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.load_generator import body_for  # noqa: E402
-DIM = 384
+from bench.load_generator import DIM, body_for  # noqa: E402
 MODEL = "bench"
 CONCURRENCY = (1, 8, 64)
 TICK = os.sysconf("SC_CLK_TCK")
@@ -242,8 +241,12 @@ def main() -> int:
             if alias_run is None:
                 alias_run = drive(api_url, "json x1", 8, args.seconds, api.pid, args.load_cpus, alias="prod", move_alias=True)
             stop_server(api)
+        # The peer gets the API processes' torch threads too: the comparison is of the servers, not of
+        # a thread setting only one of them was given.
+        peer_env = {**env, "NAIVE_ARTIFACT": str(artifact),
+                    **({"OMP_NUM_THREADS": str(args.torch_threads)} if args.torch_threads else {})}
         peer, peer_url = start([sys.executable, "-m", "uvicorn", "bench.naive_server:app", "--log-level", "warning"],
-                               {**env, "NAIVE_ARTIFACT": str(artifact)}, tmp / "peer.log")
+                               peer_env, tmp / "peer.log")
         procs.append(peer)
         with httpx.Client(base_url=peer_url, timeout=60) as client:
             wait_ready(client, "/docs")
@@ -265,7 +268,7 @@ def render(rows: list[dict], alias_run: dict, ceiling: dict[int, float], args) -
     cmd = "python bench/transform_load.py " + " ".join(a for a in sys.argv[1:] if a != "--write")
     load_where = f"pinned to CPU {args.load_cpus}" if args.load_cpus else "not pinned"
     lines = [f"`{cmd.strip()}`: loopback, {args.seconds:g} s per row; the load generator is its own process "
-             f"({load_where}); torch threads per API process: {args.torch_threads or 'torch default'}. "
+             f"({load_where}); torch threads per API process and for the peer: {args.torch_threads or 'torch default'}. "
              f"This machine has {os.cpu_count()} CPU cores, shared by the server, the load generator and anything "
              "else running: the figures move from run to run; ratios within one run hold better.", "",
              f"In-process ceiling (`cube.trainer.predict` on the accelerated model, as the server runs it; same artifact): batch 1 = {ceiling[1]:,.0f} vectors/s, "
